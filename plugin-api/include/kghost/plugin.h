@@ -1,0 +1,484 @@
+/* kghost plugin ABI, version 1.0 — the whole binary contract between the host and a plugin.
+ *
+ * A plugin is a shared object that exports one C function, `kghost_plugin_entry`, returning a
+ * static descriptor (name, version, ABI version, flags, lifecycle hooks). The host calls
+ * `create` with a table of host functions (`kg_host_api`) and a per-plugin context; through
+ * them the plugin registers routes, filters, observers, tasks and a health reporter, and uses
+ * the shared primitives (store, event bus, durable queue, metrics, logging).
+ *
+ * Reading order: version, base types, opaque handles, callback types, the host API table,
+ * the plugin descriptor, the entry symbol.
+ *
+ * Rules that hold everywhere:
+ * - Only C types cross. Strings and bytes are `kg_str` views (pointer + length, not
+ *   NUL-terminated). A view handed to a callback is BORROWED: valid until that callback
+ *   returns. Whoever keeps data copies it. Nothing allocated by one side is freed by the other.
+ * - Every struct that crosses starts with `uint32_t struct_size`. Set it with `sizeof`. Fields
+ *   and host-table slots are only ever appended; a reader checks a field lies within
+ *   `struct_size` before using it (see KG_HAS_FIELD), and a NULL slot means "not provided".
+ * - Versioning: the host refuses a plugin of another major version and loads a plugin built
+ *   against an older (or equal) minor version of the same major.
+ * - No exceptions or longjmp may cross. A failing callback returns an error status; the host
+ *   turns a failing request callback into a 500 for that request only and keeps serving.
+ *
+ * Thread tags (as in CLAP):
+ *   [main]    the host's main thread, during create/start/stop/destroy.
+ *   [request] the I/O thread that owns the request. Never block here: no network round trip,
+ *             no fsync, no lock held long. Wait with kg_host_api.defer and complete later.
+ *   [task]    a host worker thread running a task, bus delivery or queue consumer; may block
+ *             briefly (a network call with a timeout is fine).
+ *   [any]     any thread, including threads the plugin created itself.
+ */
+#ifndef KGHOST_PLUGIN_H
+#define KGHOST_PLUGIN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---------------------------------------------------------------------------------------
+ * Version
+ * ------------------------------------------------------------------------------------- */
+#define KG_ABI_MAJOR 1
+#define KG_ABI_MINOR 0
+
+/* True when a struct whose size is `size` includes `field` of `type`. */
+#define KG_HAS_FIELD(ptr, type, field) \
+  ((ptr)->struct_size >= offsetof(type, field) + sizeof(((type*)0)->field))
+/* True when the host table provides a (non-NULL) slot. Check before calling newer slots. */
+#define KG_HOST_HAS(host, slot) (KG_HAS_FIELD(host, kg_host_api, slot) && (host)->slot != NULL)
+
+#if defined(_WIN32)
+#define KG_EXPORT __declspec(dllexport)
+#else
+#define KG_EXPORT __attribute__((visibility("default")))
+#endif
+
+/* ---------------------------------------------------------------------------------------
+ * Base types
+ * ------------------------------------------------------------------------------------- */
+
+/* A byte view. Not NUL-terminated. Ownership is stated by whoever hands it over. */
+typedef struct kg_str {
+  const char* ptr;
+  size_t len;
+} kg_str;
+
+/* Status codes. Fixed width; values never change. */
+typedef int32_t kg_status;
+#define KG_OK 0              /* done */
+#define KG_PENDING 1         /* answer comes later through the callback or responder */
+#define KG_CONTINUE 2        /* filter: pass the request on to the next filter/handler */
+#define KG_ERR_INTERNAL (-1) /* unexpected failure; a request gets 500 internal_error */
+#define KG_ERR_INVALID (-2)  /* an argument is malformed (bad name, bad status, NULL) */
+#define KG_ERR_NOT_FOUND (-3)
+#define KG_ERR_EXISTS (-4)      /* e.g. a route registered twice */
+#define KG_ERR_FULL (-5)        /* a bounded queue or buffer is full; retry later / answer 503 */
+#define KG_ERR_CLOSED (-6)      /* the client or stream is gone */
+#define KG_ERR_UNAVAILABLE (-7) /* backend unreachable; feature not enabled */
+#define KG_ERR_RETRY (-8)       /* queue/bus consumer: not processed now, deliver again later */
+#define KG_ERR_STATE (-9)       /* called at the wrong time (e.g. registering after start) */
+
+typedef int32_t kg_log_level;
+#define KG_LOG_DEBUG 0
+#define KG_LOG_INFO 1
+#define KG_LOG_WARN 2
+#define KG_LOG_ERROR 3
+
+typedef int32_t kg_health_status;
+#define KG_HEALTHY 0
+#define KG_DEGRADED 1
+#define KG_UNHEALTHY 2
+
+/* A response header (name, value): borrowed for the duration of the call it is passed to. */
+typedef struct kg_header {
+  kg_str name;
+  kg_str value;
+} kg_header;
+
+/* A response to send, or — from a filter — headers to add before passing the request on.
+ * Borrowed: the host copies everything before the call returns. */
+typedef struct kg_response {
+  uint32_t struct_size;
+  /* HTTP status 100..599. From a deferred filter, 0 means "continue with the next filter". */
+  uint16_t status;
+  kg_str content_type; /* empty: application/json */
+  kg_str body;
+  const kg_header* headers; /* may be NULL when header_count is 0 */
+  size_t header_count;
+} kg_response;
+
+/* Who made the request, as established by an authenticator filter. Borrowed when passed in;
+ * when read back, valid until the current [request] callback returns. */
+typedef struct kg_principal {
+  uint32_t struct_size;
+  kg_str user_id;
+  kg_str tenant_id;
+  kg_str tier;
+  kg_str scopes; /* space-separated, e.g. "read write" */
+} kg_principal;
+
+/* ---------------------------------------------------------------------------------------
+ * Opaque handles (all host-owned)
+ * ------------------------------------------------------------------------------------- */
+
+/* One plugin instance as the host knows it. Valid from create until destroy returns. */
+typedef struct kg_plugin_ctx kg_plugin_ctx;
+/* One HTTP request. Valid only during the [request] callback it is passed to. */
+typedef struct kg_request kg_request;
+/* A deferred answer. Complete it exactly once, from any thread (see defer/complete). */
+typedef struct kg_responder kg_responder;
+/* A streamed (chunked) response, e.g. Server-Sent Events. Close it exactly once. */
+typedef struct kg_stream kg_stream;
+/* Stop signal handed to a long-running task. */
+typedef struct kg_stop kg_stop;
+/* Health report being filled in by a reporter. */
+typedef struct kg_health kg_health;
+/* A metric family and one labelled series of it. Valid until the plugin is destroyed. */
+typedef struct kg_metric kg_metric;
+typedef struct kg_series kg_series;
+/* A durable queue opened by this plugin. Valid until the plugin is destroyed. */
+typedef struct kg_queue kg_queue;
+
+/* ---------------------------------------------------------------------------------------
+ * Callbacks the plugin implements
+ * ------------------------------------------------------------------------------------- */
+
+/* Route handler. [request]
+ * Returns KG_OK after answering with kg_host_api.respond (or respond_error); KG_PENDING after
+ * kg_host_api.defer or stream_begin; any error status gives the client 500 internal_error.
+ * Returning KG_OK without having answered is a plugin bug, also answered with 500. */
+typedef kg_status (*kg_handler_fn)(void* user_data, kg_request* req);
+
+/* Request filter. [request] Runs before the handler, in ascending `order`.
+ * Returns KG_CONTINUE to pass the request on, KG_OK after answering (the chain stops, e.g.
+ * 401/429), KG_PENDING after defer (complete with status 0 to continue, or with a response). */
+typedef kg_status (*kg_filter_fn)(void* user_data, kg_request* req);
+
+/* What an observer sees of a finished request. Borrowed for the call. */
+typedef struct kg_observation {
+  uint32_t struct_size;
+  kg_str method;
+  kg_str route; /* the route template, e.g. "/api/v1/streams/{channel}/events"; empty if none */
+  uint16_t status;
+  uint64_t duration_ns; /* from first byte read to response queued */
+  uint64_t request_bytes;
+  uint64_t response_bytes;
+} kg_observation;
+
+/* Response observer. [request] Called after the response is handed to the socket, for every
+ * request (also 404s and errors). `req` may be read (headers, principal, request id) but not
+ * answered. Must not block: queue work for a task instead. */
+typedef void (*kg_observer_fn)(void* user_data, kg_request* req, const kg_observation* obs);
+
+/* Periodic task body. [task] `stop` is NULL for periodic tasks. A long-running task (interval
+ * 0) runs once on its own thread and must return soon after stop_requested(stop) turns true. */
+typedef void (*kg_task_fn)(void* user_data, kg_stop* stop);
+
+/* Health reporter. [any] Fill `out` with kg_host_api.health_set; must not block. */
+typedef void (*kg_health_fn)(void* user_data, kg_health* out);
+
+/* Called once when a stream's client goes away or the host shuts the stream down. [any]
+ * After it, stream_write returns KG_ERR_CLOSED; the plugin still calls stream_close. */
+typedef void (*kg_stream_closed_fn)(void* user_data);
+
+/* An event-bus message. Borrowed for the call. */
+typedef struct kg_bus_event {
+  uint32_t struct_size;
+  kg_str topic;
+  kg_str data;
+  kg_str id; /* unique per published event; use it to de-duplicate */
+} kg_bus_event;
+
+/* Bus subscriber. [task] Events of one subscription arrive in publish order, one at a time.
+ * Return KG_OK; anything else is logged and counted (the event is not redelivered). */
+typedef kg_status (*kg_bus_fn)(void* user_data, const kg_bus_event* event);
+
+/* Result of a store operation. Views are borrowed for the call they are passed to. */
+typedef struct kg_store_result {
+  uint32_t struct_size;
+  kg_status status;  /* KG_OK, KG_ERR_NOT_FOUND (get/del of a missing key), or an error */
+  int32_t created;   /* check_and_set: 1 if this call set the key, 0 if it existed */
+  int64_t value;     /* incr: the new value */
+  int64_t ttl_ms;    /* incr/get: remaining time to live; -1 when the key has none */
+  kg_str data;       /* get: the stored bytes */
+} kg_store_result;
+
+/* Store completion. [any] Called exactly once for an operation that returned KG_PENDING. */
+typedef void (*kg_store_fn)(void* user_data, const kg_store_result* result);
+
+/* Durable append completion. [any] status KG_OK once the entry is on disk, with its id. */
+typedef void (*kg_append_fn)(void* user_data, kg_status status, uint64_t entry_id);
+
+/* A durable queue entry. Borrowed for the call. */
+typedef struct kg_queue_entry {
+  uint32_t struct_size;
+  uint64_t id;       /* unique in the queue, stable across restarts and retries */
+  uint32_t attempt;  /* 1 on the first delivery */
+  kg_str data;
+  kg_str last_error; /* dead letters: why the last attempt failed */
+} kg_queue_entry;
+
+/* Queue consumer. [task] Return KG_OK to acknowledge (never delivered again), KG_ERR_RETRY
+ * or any error to have it delivered again after a backoff; after the queue's max attempts
+ * it becomes a dead letter. Delivery is at-least-once: de-duplicate by entry id. */
+typedef kg_status (*kg_consume_fn)(void* user_data, const kg_queue_entry* entry);
+
+/* Visitor for listings (dead letters). Return 0 to go on, non-zero to stop. [any] */
+typedef int32_t (*kg_entry_visit_fn)(void* user_data, const kg_queue_entry* entry);
+
+/* ---------------------------------------------------------------------------------------
+ * Registration structs (borrowed: the host copies them)
+ * ------------------------------------------------------------------------------------- */
+
+typedef uint32_t kg_route_flags;
+#define KG_ROUTE_PUBLIC 1u /* no principal needed: filters may still run, nothing is enforced */
+
+typedef struct kg_route {
+  uint32_t struct_size;
+  kg_str method;  /* "GET", "POST", … */
+  kg_str path;    /* template: literal segments and "{name}" segments, e.g. "/a/{id}/b" */
+  kg_str scopes;  /* space-separated scopes all required; empty: any authenticated caller */
+  kg_route_flags flags;
+  kg_handler_fn handler;
+  void* user_data;
+  kg_str summary; /* one line for /openapi.json; may be empty */
+} kg_route;
+
+typedef struct kg_filter {
+  uint32_t struct_size;
+  kg_str name;
+  int32_t order; /* ascending; authenticators use 100..199, enforcers 200..299 */
+  kg_filter_fn fn;
+  void* user_data;
+} kg_filter;
+
+typedef struct kg_task {
+  uint32_t struct_size;
+  kg_str name;
+  uint32_t interval_ms; /* > 0: run every interval on the worker pool; 0: long-running */
+  kg_task_fn fn;
+  void* user_data;
+} kg_task;
+
+typedef uint32_t kg_metric_kind;
+#define KG_METRIC_COUNTER 0u
+#define KG_METRIC_GAUGE 1u
+#define KG_METRIC_HISTOGRAM 2u
+
+typedef struct kg_metric_desc {
+  uint32_t struct_size;
+  kg_metric_kind kind;
+  kg_str name; /* Prometheus name, e.g. "kgents_stripe_webhooks_total" */
+  kg_str help;
+  const kg_str* label_names;
+  size_t label_count;
+  const double* buckets; /* histograms; NULL: the host's default latency buckets */
+  size_t bucket_count;
+} kg_metric_desc;
+
+typedef struct kg_queue_options {
+  uint32_t struct_size;
+  uint32_t max_attempts;     /* 0: host default (5) */
+  uint64_t max_bytes;        /* 0: host default; past it, append fails with KG_ERR_FULL */
+  uint32_t retry_backoff_ms; /* first retry delay, doubled each attempt; 0: host default */
+} kg_queue_options;
+
+/* ---------------------------------------------------------------------------------------
+ * The host API table. Host-owned, valid from create until destroy returns. Append-only.
+ * ------------------------------------------------------------------------------------- */
+typedef struct kg_host_api {
+  uint32_t struct_size;
+  uint16_t abi_major;
+  uint16_t abi_minor;
+
+  /* --- plugin-wide --------------------------------------------------------------------- */
+
+  /* Writes one log line tagged with the plugin's name, and with the request id and trace id
+   * when `req` is not NULL. [any] Never blocks. msg is copied. Never log secrets. */
+  void (*log)(kg_plugin_ctx* ctx, kg_request* req, kg_log_level level, kg_str msg);
+
+  /* The plugin's own config table as JSON text (env-expanded). [any] Borrowed, valid until
+   * destroy. An empty object "{}" when the config has none. */
+  kg_str (*config_json)(kg_plugin_ctx* ctx);
+
+  /* Reads one config value by dotted path ("limits.free") as text (numbers and booleans are
+   * formatted). [main] Returns KG_ERR_NOT_FOUND when absent. *out borrowed until destroy. */
+  kg_status (*config_get)(kg_plugin_ctx* ctx, kg_str path, kg_str* out);
+
+  /* Explains why create/start failed; shown in the host's exit-2 message. [main] Copied. */
+  void (*set_error)(kg_plugin_ctx* ctx, kg_str reason);
+
+  /* "dev" or "production". [any] Borrowed, static. */
+  kg_str (*mode)(kg_plugin_ctx* ctx);
+
+  /* --- registration: [main], during create only ---------------------------------------- */
+  kg_status (*register_route)(kg_plugin_ctx* ctx, const kg_route* route);
+  kg_status (*register_filter)(kg_plugin_ctx* ctx, const kg_filter* filter);
+  kg_status (*register_observer)(kg_plugin_ctx* ctx, kg_observer_fn fn, void* user_data);
+  kg_status (*register_task)(kg_plugin_ctx* ctx, const kg_task* task);
+  kg_status (*set_health_reporter)(kg_plugin_ctx* ctx, kg_health_fn fn, void* user_data);
+
+  /* Fills a health report. [any] details_json: a JSON object merged into this plugin's entry
+   * in /health (may be empty). Copied. */
+  void (*health_set)(kg_health* out, kg_health_status status, kg_str details_json);
+
+  /* Long-running tasks: true once the host is stopping. [task] */
+  int32_t (*stop_requested)(kg_stop* stop);
+  /* Sleeps up to timeout_ms or until stop is requested; returns true if stopped. [task] */
+  int32_t (*stop_wait)(kg_stop* stop, uint32_t timeout_ms);
+
+  /* --- the request: [request], valid only inside the callback that got `req` ------------ */
+  kg_str (*request_method)(kg_request* req);
+  kg_str (*request_path)(kg_request* req);   /* without the query */
+  kg_str (*request_query)(kg_request* req);  /* after '?', raw; may be empty */
+  kg_str (*request_route)(kg_request* req);  /* matched template; empty if none matched */
+  kg_str (*request_route_scopes)(kg_request* req); /* scopes the matched route requires */
+  int32_t (*request_route_public)(kg_request* req);
+  kg_str (*request_body)(kg_request* req);
+  kg_str (*request_id)(kg_request* req);
+  kg_str (*request_remote_addr)(kg_request* req); /* peer IP, text form */
+  /* The index-th value of a header (case-insensitive name), 0-based, so repeated headers can
+   * be seen. KG_ERR_NOT_FOUND past the last one. */
+  kg_status (*request_header)(kg_request* req, kg_str name, size_t index, kg_str* out);
+  /* A path parameter of the matched template ("{channel}"), already percent-decoded. */
+  kg_status (*request_param)(kg_request* req, kg_str name, kg_str* out);
+  /* A query parameter, percent-decoded. First occurrence. */
+  kg_status (*request_query_param)(kg_request* req, kg_str name, kg_str* out);
+
+  /* Attaches the caller's identity (copied). Filters run after it and the handler see it;
+   * the host enforces the route's scopes against it. */
+  kg_status (*set_principal)(kg_request* req, const kg_principal* principal);
+  /* KG_ERR_NOT_FOUND when nobody authenticated the request. */
+  kg_status (*get_principal)(kg_request* req, kg_principal* out);
+
+  /* Adds a header to whatever response this request gets (also errors, also from another
+   * plugin's handler), e.g. rate-limit headers from a filter. Copied. */
+  kg_status (*add_response_header)(kg_request* req, kg_str name, kg_str value);
+
+  /* Answers now. Copied. Then return KG_OK. */
+  kg_status (*respond)(kg_request* req, const kg_response* response);
+  /* Answers with the contract's error JSON {"error":{"code","message","request_id"}}. */
+  kg_status (*respond_error)(kg_request* req, uint16_t status, kg_str code, kg_str message);
+
+  /* Takes a responder to answer later; then return KG_PENDING. [request]
+   * Ownership: the plugin owns the responder until it calls complete, exactly once, from
+   * any thread. Completing after the client left is a safe no-op. */
+  kg_responder* (*defer)(kg_request* req);
+  /* [any] Copies the response, then releases the responder. From a filter, status 0 means
+   * "continue"; its headers are added to the eventual response. */
+  void (*complete)(kg_responder* responder, const kg_response* response);
+  /* [any] Completes with the contract's error JSON. Releases the responder. */
+  void (*complete_error)(kg_responder* responder, uint16_t status, kg_str code, kg_str message);
+
+  /* Starts a chunked response (status, content type and headers from `head`; body ignored);
+   * then return KG_PENDING. [request] on_closed may be NULL.
+   * Ownership: the plugin owns the stream until stream_close, exactly once, from any thread. */
+  kg_stream* (*stream_begin)(kg_request* req, const kg_response* head, kg_stream_closed_fn on_closed,
+                             void* user_data);
+  /* Queues bytes on the stream. [any] Never blocks. KG_ERR_FULL when the stream's buffer is
+   * over its bound (a slow client: drop data or close), KG_ERR_CLOSED when the client left. */
+  kg_status (*stream_write)(kg_stream* stream, kg_str data);
+  /* Ends the response and releases the stream. [any] */
+  void (*stream_close)(kg_stream* stream);
+
+  /* --- metrics ----------------------------------------------------------------------- */
+  /* Creates or finds a metric family. [main] Returns NULL (with a log line) when the name is
+   * invalid or registered with another kind or labels. */
+  kg_metric* (*metric_new)(kg_plugin_ctx* ctx, const kg_metric_desc* desc);
+  /* The series for these label values (count must match). [any] Look it up once and keep it;
+   * valid until destroy. */
+  kg_series* (*metric_series)(kg_metric* metric, const kg_str* label_values, size_t count);
+  void (*series_add)(kg_series* series, double delta);      /* counters, gauges [any] */
+  void (*series_set)(kg_series* series, double value);      /* gauges [any] */
+  void (*series_observe)(kg_series* series, double value);  /* histograms [any] */
+
+  /* --- event bus (topics are dot-separated; patterns use `*` for one token, `>` for the
+   * rest, like NATS subjects) ----------------------------------------------------------- */
+  /* Publishes a copy to every matching subscription. [any] Never blocks: a subscriber whose
+   * bounded queue is full loses the event (counted). id may be empty (the host makes one). */
+  kg_status (*bus_publish)(kg_plugin_ctx* ctx, kg_str topic, kg_str data, kg_str id);
+  /* [main] during create or start. */
+  kg_status (*bus_subscribe)(kg_plugin_ctx* ctx, kg_str pattern, kg_bus_fn fn, void* user_data);
+
+  /* --- shared store (memory or Redis; keys are namespaced by the caller) ----------------
+   * Each call either answers at once — returns KG_OK and fills *now — or returns KG_PENDING
+   * and calls `done` exactly once later from another thread. Any other return is an error
+   * and `done` is not called. [any] Never blocks an I/O thread. */
+  /* Sets key (value "1") with a TTL only if absent; result.created says whether it did. */
+  kg_status (*store_check_and_set)(kg_plugin_ctx* ctx, kg_str key, int64_t ttl_ms,
+                                   kg_store_result* now, kg_store_fn done, void* user_data);
+  /* Atomically adds delta and, when the key was new, sets its TTL. Returns the new value and
+   * the remaining TTL. */
+  kg_status (*store_incr)(kg_plugin_ctx* ctx, kg_str key, int64_t delta, int64_t ttl_ms,
+                          kg_store_result* now, kg_store_fn done, void* user_data);
+  kg_status (*store_get)(kg_plugin_ctx* ctx, kg_str key, kg_store_result* now, kg_store_fn done,
+                         void* user_data);
+  /* ttl_ms 0: no expiry. */
+  kg_status (*store_put)(kg_plugin_ctx* ctx, kg_str key, kg_str value, int64_t ttl_ms,
+                         kg_store_result* now, kg_store_fn done, void* user_data);
+  kg_status (*store_del)(kg_plugin_ctx* ctx, kg_str key, kg_store_result* now, kg_store_fn done,
+                         void* user_data);
+
+  /* --- durable queue --------------------------------------------------------------------
+   * Opens (creating if needed) the plugin's queue `name` under the host's data directory.
+   * [main] NULL on failure, with the reason logged and set as the plugin's error. */
+  kg_queue* (*queue_open)(kg_plugin_ctx* ctx, kg_str name, const kg_queue_options* options);
+  /* Appends a copy of data. [any] Never blocks: returns KG_PENDING and calls done once the
+   * entry is on disk (or failed); KG_ERR_FULL at once when over the bound (answer 503). */
+  kg_status (*queue_append)(kg_queue* queue, kg_str data, kg_append_fn done, void* user_data);
+  /* Starts delivering entries to fn on the worker pool, one at a time, in order. [main]
+   * during start. */
+  kg_status (*queue_consume)(kg_queue* queue, kg_consume_fn fn, void* user_data);
+  /* Entries waiting for delivery or retry. [any] */
+  uint64_t (*queue_depth)(kg_queue* queue);
+  /* Visits the dead letters, oldest first. [any] May block briefly (reads disk): not on an
+   * I/O thread for large queues. */
+  kg_status (*queue_list_dead)(kg_queue* queue, kg_entry_visit_fn visit, void* user_data);
+  /* Moves a dead letter back to the queue with a fresh attempt count. [any] */
+  kg_status (*queue_replay)(kg_queue* queue, uint64_t entry_id);
+} kg_host_api;
+
+/* ---------------------------------------------------------------------------------------
+ * The plugin descriptor
+ * ------------------------------------------------------------------------------------- */
+typedef uint32_t kg_plugin_flags;
+#define KG_PLUGIN_DEV_ONLY 1u /* the host refuses to start with it in production mode */
+
+typedef struct kg_plugin_descriptor {
+  uint32_t struct_size;
+  uint16_t abi_major; /* set to KG_ABI_MAJOR */
+  uint16_t abi_minor; /* set to KG_ABI_MINOR */
+  const char* name;   /* NUL-terminated, static: [a-z0-9_]+ */
+  const char* version;
+  const char* description;
+  kg_plugin_flags flags;
+
+  /* Creates an instance: read config, register routes/filters/tasks, open queues. [main]
+   * `host` and `ctx` stay valid until destroy returns. Return KG_OK and set *instance, or an
+   * error after host->set_error. */
+  kg_status (*create)(const kg_host_api* host, kg_plugin_ctx* ctx, void** instance);
+  /* Called after every plugin is created, in declared order, before traffic. [main] May be
+   * NULL. Connect to backends here; an error fails start-up (or marks an optional plugin
+   * unhealthy). */
+  kg_status (*start)(void* instance);
+  /* Called in reverse order when the host drains: flush what you can, quickly. [main] May be
+   * NULL. No request callback runs after it returns; tasks are already stopped. */
+  void (*stop)(void* instance);
+  /* Frees the instance. [main] May be NULL. */
+  void (*destroy)(void* instance);
+} kg_plugin_descriptor;
+
+/* The one exported symbol. Returns a descriptor with static lifetime. [main] */
+#define KG_PLUGIN_ENTRY_SYMBOL "kghost_plugin_entry"
+typedef const kg_plugin_descriptor* (*kg_plugin_entry_fn)(void);
+KG_EXPORT const kg_plugin_descriptor* kghost_plugin_entry(void);
+
+#ifdef __cplusplus
+} /* extern "C" */
+#endif
+
+#endif /* KGHOST_PLUGIN_H */
