@@ -227,6 +227,9 @@ typedef struct kg_queue_entry {
  * it becomes a dead letter. Delivery is at-least-once: de-duplicate by entry id. */
 typedef kg_status (*kg_consume_fn)(void* user_data, const kg_queue_entry* entry);
 
+/* Receives a rendered document in pieces (metrics text, health JSON). [any] Borrowed. */
+typedef void (*kg_sink_fn)(void* user_data, kg_str data);
+
 /* Visitor for listings (dead letters). Return 0 to go on, non-zero to stop. [any] */
 typedef int32_t (*kg_entry_visit_fn)(void* user_data, const kg_queue_entry* entry);
 
@@ -341,6 +344,9 @@ typedef struct kg_host_api {
   kg_str (*request_body)(kg_request* req);
   kg_str (*request_id)(kg_request* req);
   kg_str (*request_remote_addr)(kg_request* req); /* peer IP, text form */
+  /* The W3C traceparent of this request (continued from the client's or started here); pass
+   * it on outgoing calls (NATS headers, HTTP requests). */
+  kg_str (*request_traceparent)(kg_request* req);
   /* The index-th value of a header (case-insensitive name), 0-based, so repeated headers can
    * be seen. KG_ERR_NOT_FOUND past the last one. */
   kg_status (*request_header)(kg_request* req, kg_str name, size_t index, kg_str* out);
@@ -440,6 +446,12 @@ typedef struct kg_host_api {
   kg_status (*queue_list_dead)(kg_queue* queue, kg_entry_visit_fn visit, void* user_data);
   /* Moves a dead letter back to the queue with a fresh attempt count. [any] */
   kg_status (*queue_replay)(kg_queue* queue, uint64_t entry_id);
+
+  /* --- host introspection (for observability plugins) --------------------------------- */
+  /* Renders every metric of the host and all plugins in Prometheus text format. [any] */
+  kg_status (*metrics_render)(kg_plugin_ctx* ctx, kg_sink_fn sink, void* user_data);
+  /* Renders the /health document (host, store and every plugin's report) as JSON. [any] */
+  kg_status (*health_render)(kg_plugin_ctx* ctx, kg_sink_fn sink, void* user_data);
 } kg_host_api;
 
 /* ---------------------------------------------------------------------------------------

@@ -1,0 +1,292 @@
+#include "config/config.hpp"
+
+#include <cstdlib>
+#include <fstream>
+#include <set>
+#include <sstream>
+#include <toml++/toml.h>
+
+namespace kghost {
+namespace {
+
+std::string where(const std::string& source, const toml::source_region& r) {
+  return source + ":" + std::to_string(r.begin.line) + ":" + std::to_string(r.begin.column);
+}
+
+// Reads one table's keys into typed fields, rejecting unknown keys with the list of known ones.
+class TableReader {
+ public:
+  TableReader(const toml::table& t, std::string path, const std::string& source,
+              const EnvLookup& env)
+      : t_(t), path_(std::move(path)), source_(source), env_(env) {}
+
+  [[noreturn]] void fail(const toml::node& n, const std::string& key, const std::string& msg) const {
+    throw ConfigError(where(source_, n.source()) + ": " + qualified(key) + ": " + msg);
+  }
+
+  std::optional<std::string> string(const std::string& key) {
+    const toml::node* n = take(key);
+    if (!n) return std::nullopt;
+    if (!n->is_string()) fail(*n, key, "expected a string");
+    try {
+      return expand_env(n->as_string()->get(), env_);
+    } catch (const std::invalid_argument& e) {
+      fail(*n, key, e.what());
+    }
+  }
+  std::optional<int64_t> integer(const std::string& key, int64_t min, int64_t max) {
+    const toml::node* n = take(key);
+    if (!n) return std::nullopt;
+    int64_t v = 0;
+    if (n->is_integer()) {
+      v = n->as_integer()->get();
+    } else if (n->is_string()) {  // "${ENV:-8}" style values
+      std::string s;
+      try {
+        s = expand_env(n->as_string()->get(), env_);
+        std::size_t used = 0;
+        v = std::stoll(s, &used);
+        if (used != s.size()) throw std::invalid_argument("trailing text");
+      } catch (const std::exception&) {
+        fail(*n, key, "expected an integer, got \"" + s + "\"");
+      }
+    } else {
+      fail(*n, key, "expected an integer");
+    }
+    if (v < min || v > max)
+      fail(*n, key, "must be between " + std::to_string(min) + " and " + std::to_string(max) +
+                        ", got " + std::to_string(v));
+    return v;
+  }
+  std::optional<bool> boolean(const std::string& key) {
+    const toml::node* n = take(key);
+    if (!n) return std::nullopt;
+    if (n->is_boolean()) return n->as_boolean()->get();
+    if (n->is_string()) {
+      std::string s = expand_env(n->as_string()->get(), env_);
+      if (s == "true") return true;
+      if (s == "false") return false;
+    }
+    fail(*n, key, "expected true or false");
+  }
+  const toml::node* raw(const std::string& key) { return take(key); }
+
+  // Call last: any key not read is a mistake (typo or unsupported setting).
+  void reject_unknown() const {
+    for (auto&& [k, v] : t_) {
+      std::string key(k.str());
+      if (!seen_.count(key)) {
+        std::string known;
+        for (auto& s : seen_all_) known += (known.empty() ? "" : ", ") + s;
+        throw ConfigError(where(source_, k.source()) + ": unknown key " + qualified(key) +
+                          (known.empty() ? "" : " (known keys here: " + known + ")"));
+      }
+    }
+  }
+
+ private:
+  const toml::node* take(const std::string& key) {
+    seen_all_.insert(key);
+    const toml::node* n = t_.get(key);
+    if (n) seen_.insert(key);
+    return n;
+  }
+  std::string qualified(const std::string& key) const {
+    return "'" + (path_.empty() ? key : path_ + "." + key) + "'";
+  }
+
+  const toml::table& t_;
+  std::string path_;
+  const std::string& source_;
+  const EnvLookup& env_;
+  std::set<std::string> seen_, seen_all_;
+};
+
+nlohmann::json to_json(const toml::node& n, const std::string& source, const EnvLookup& env,
+                       const std::string& path) {
+  if (auto* t = n.as_table()) {
+    nlohmann::json o = nlohmann::json::object();
+    for (auto&& [k, v] : *t) o[std::string(k.str())] = to_json(v, source, env, path + "." + std::string(k.str()));
+    return o;
+  }
+  if (auto* a = n.as_array()) {
+    nlohmann::json arr = nlohmann::json::array();
+    for (std::size_t i = 0; i < a->size(); ++i)
+      arr.push_back(to_json(*a->get(i), source, env, path + "[" + std::to_string(i) + "]"));
+    return arr;
+  }
+  if (auto* s = n.as_string()) {
+    try {
+      return expand_env(s->get(), env);
+    } catch (const std::invalid_argument& e) {
+      throw ConfigError(where(source, n.source()) + ": '" + path + "': " + e.what());
+    }
+  }
+  if (auto* i = n.as_integer()) return i->get();
+  if (auto* f = n.as_floating_point()) return f->get();
+  if (auto* b = n.as_boolean()) return b->get();
+  // Dates and times are passed on as their TOML text.
+  std::ostringstream os;
+  n.visit([&](auto&& v) { os << v; });
+  return os.str();
+}
+
+std::filesystem::path resolve(const std::filesystem::path& base, const std::string& p) {
+  std::filesystem::path path(p);
+  return path.is_relative() && !base.empty() ? base / path : path;
+}
+
+bool valid_plugin_name(std::string_view s) {
+  if (s.empty() || s.size() > 64) return false;
+  for (char c : s)
+    if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_')) return false;
+  return true;
+}
+
+}  // namespace
+
+EnvLookup process_env() {
+  return [](std::string_view name) -> std::optional<std::string> {
+    const char* v = std::getenv(std::string(name).c_str());
+    if (!v) return std::nullopt;
+    return std::string(v);
+  };
+}
+
+std::string expand_env(std::string_view text, const EnvLookup& env) {
+  std::string out;
+  out.reserve(text.size());
+  for (std::size_t i = 0; i < text.size();) {
+    if (text[i] != '$' || i + 1 >= text.size() || text[i + 1] != '{') {
+      out += text[i++];
+      continue;
+    }
+    std::size_t close = text.find('}', i + 2);
+    if (close == std::string_view::npos)
+      throw std::invalid_argument("unterminated ${ in \"" + std::string(text) + "\"; close it with }");
+    std::string_view ref = text.substr(i + 2, close - i - 2);
+    std::optional<std::string_view> fallback;
+    if (auto d = ref.find(":-"); d != std::string_view::npos) {
+      fallback = ref.substr(d + 2);
+      ref = ref.substr(0, d);
+    }
+    bool ok = !ref.empty() && !(ref[0] >= '0' && ref[0] <= '9');
+    for (char c : ref) ok = ok && (std::isalnum(static_cast<unsigned char>(c)) || c == '_');
+    if (!ok)
+      throw std::invalid_argument("bad variable name \"${" + std::string(ref) +
+                                  "}\"; use ${NAME} or ${NAME:-default} with NAME in [A-Za-z0-9_]");
+    auto value = env(ref);
+    if (value && !(value->empty() && fallback)) {
+      out += *value;
+    } else if (fallback) {
+      out += *fallback;
+    } else {
+      throw std::invalid_argument("environment variable " + std::string(ref) +
+                                  " is not set; set it or give a default: ${" + std::string(ref) +
+                                  ":-value}");
+    }
+    i = close + 1;
+  }
+  return out;
+}
+
+HostConfig parse_config(std::string_view text, const std::string& source,
+                        const std::filesystem::path& base_dir, const EnvLookup& env) {
+  toml::table root;
+  try {
+    root = toml::parse(text, source);
+  } catch (const toml::parse_error& e) {
+    throw ConfigError(where(source, e.source()) + ": " + std::string(e.description()));
+  }
+  HostConfig cfg;
+  cfg.source = source;
+  TableReader top(root, "", source, env);
+  if (auto m = top.string("mode")) cfg.mode = *m;
+  if (auto l = top.string("log_level")) {
+    if (!parse_log_level(*l, cfg.log_level))
+      top.fail(*root.get("log_level"), "log_level", "expected debug, info, warn or error");
+  }
+  if (auto d = top.string("data_dir")) cfg.data_dir = resolve(base_dir, *d);
+  if (auto d = top.string("plugin_dir")) cfg.plugin_dir = resolve(base_dir, *d);
+
+  if (const toml::node* n = top.raw("server")) {
+    if (!n->is_table()) top.fail(*n, "server", "expected a table [server]");
+    TableReader s(*n->as_table(), "server", source, env);
+    auto& sc = cfg.server;
+    if (auto v = s.string("listen")) sc.listen = *v;
+    if (auto v = s.integer("threads", 0, 256)) sc.threads = static_cast<unsigned>(*v);
+    if (auto v = s.integer("max_body_bytes", 1, int64_t{1} << 34)) sc.max_body_bytes = *v;
+    if (auto v = s.integer("max_header_bytes", 1024, 1 << 20)) sc.max_header_bytes = *v;
+    if (auto v = s.integer("header_timeout_s", 1, 3600)) sc.header_timeout = std::chrono::seconds(*v);
+    if (auto v = s.integer("body_timeout_s", 1, 3600)) sc.body_timeout = std::chrono::seconds(*v);
+    if (auto v = s.integer("idle_timeout_s", 1, 86400)) sc.idle_timeout = std::chrono::seconds(*v);
+    if (auto v = s.integer("drain_timeout_s", 0, 3600)) sc.drain_timeout = std::chrono::seconds(*v);
+    if (auto v = s.integer("stream_buffer_bytes", 1024, int64_t{1} << 30)) sc.stream_buffer_bytes = *v;
+    s.reject_unknown();
+  }
+  if (const toml::node* n = top.raw("store")) {
+    if (!n->is_table()) top.fail(*n, "store", "expected a table [store]");
+    TableReader s(*n->as_table(), "store", source, env);
+    if (auto v = s.string("backend")) {
+      if (*v != "memory" && *v != "redis")
+        s.fail(*n->as_table()->get("backend"), "backend", "expected \"memory\" or \"redis\", got \"" + *v + "\"");
+      cfg.store.backend = *v;
+    }
+    if (auto v = s.string("redis_url")) cfg.store.redis_url = *v;
+    if (auto v = s.integer("redis_pool", 1, 64)) cfg.store.redis_pool = *v;
+    if (auto v = s.integer("redis_timeout_ms", 1, 60000)) cfg.store.redis_timeout = std::chrono::milliseconds(*v);
+    s.reject_unknown();
+  }
+  if (const toml::node* n = top.raw("plugins")) {
+    if (!n->is_array_of_tables()) top.fail(*n, "plugins", "expected [[plugins]] entries");
+    std::set<std::string> names;
+    for (auto& el : *n->as_array()) {
+      auto& t = *el.as_table();
+      TableReader p(t, "plugins", source, env);
+      PluginEntry e;
+      e.origin = where(source, t.source());
+      auto name = p.string("name");
+      if (!name) throw ConfigError(e.origin + ": a [[plugins]] entry needs name = \"...\"");
+      if (!valid_plugin_name(*name))
+        p.fail(*t.get("name"), "name", "\"" + *name + "\" is not a plugin name ([a-z0-9_]{1,64})");
+      if (!names.insert(*name).second)
+        p.fail(*t.get("name"), "name", "plugin \"" + *name + "\" is listed twice; keep one entry");
+      e.name = *name;
+      if (auto v = p.string("path")) e.path = resolve(base_dir, *v);
+      if (auto v = p.boolean("enabled")) e.enabled = *v;
+      if (auto v = p.boolean("required")) e.required = *v;
+      if (const toml::node* c = p.raw("config")) {
+        if (!c->is_table()) p.fail(*c, "config", "expected a table [plugins.config]");
+        e.config = to_json(*c, source, env, "plugins." + e.name + ".config");
+      }
+      p.reject_unknown();
+      cfg.plugins.push_back(std::move(e));
+    }
+  }
+  top.reject_unknown();
+
+  // Environment overrides (CONTRACT §1): they win over the file.
+  if (auto v = env("KG_LISTEN"); v && !v->empty()) cfg.server.listen = *v;
+  if (auto v = env("KG_MODE"); v && !v->empty()) cfg.mode = *v;
+  if (auto v = env("REDIS_URL"); v && !v->empty()) {
+    cfg.store.redis_url = *v;
+    cfg.store.backend = "redis";
+  }
+  if (cfg.mode != "dev" && cfg.mode != "production")
+    throw ConfigError(source + ": mode must be \"dev\" or \"production\" (from the file or KG_MODE), got \"" +
+                      cfg.mode + "\"");
+  if (cfg.store.backend == "redis" && cfg.store.redis_url.empty())
+    throw ConfigError(source + ": store.backend is \"redis\" but no store.redis_url or REDIS_URL is set");
+  return cfg;
+}
+
+HostConfig load_config_file(const std::filesystem::path& file, const EnvLookup& env) {
+  std::ifstream in(file, std::ios::binary);
+  if (!in)
+    throw ConfigError(file.string() + ": cannot read the config file (does it exist? check --config)");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return parse_config(ss.str(), file.string(), file.parent_path(), env);
+}
+
+}  // namespace kghost

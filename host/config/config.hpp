@@ -1,0 +1,83 @@
+// The host's configuration: parsed once at start-up from TOML into typed structs with defaults.
+// Every error names the file, line and key, and says what would fix it.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <filesystem>
+#include <functional>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "telemetry/logging.hpp"
+
+namespace kghost {
+
+// A configuration error; what() is "file:line:col: message".
+class ConfigError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// Reads an environment variable; nullopt when unset.
+using EnvLookup = std::function<std::optional<std::string>(std::string_view name)>;
+EnvLookup process_env();
+
+// Expands ${NAME} and ${NAME:-default} in `text`. Throws std::invalid_argument naming the
+// problem (unset variable without default, unterminated or empty reference).
+std::string expand_env(std::string_view text, const EnvLookup& env);
+
+struct ServerConfig {
+  std::string listen = "127.0.0.1:8080";
+  unsigned threads = 0;  // 0: one per core
+  std::size_t max_body_bytes = 1 << 20;
+  std::size_t max_header_bytes = 16 << 10;
+  std::chrono::seconds header_timeout{10};
+  std::chrono::seconds body_timeout{10};
+  std::chrono::seconds idle_timeout{60};
+  std::chrono::seconds drain_timeout{30};
+  std::size_t stream_buffer_bytes = 1 << 20;
+};
+
+struct StoreConfig {
+  std::string backend = "memory";  // memory | redis
+  std::string redis_url;
+  std::size_t redis_pool = 4;
+  std::chrono::milliseconds redis_timeout{500};
+};
+
+struct PluginEntry {
+  std::string name;
+  std::filesystem::path path;  // empty: <plugin_dir>/kg_<name>.so
+  bool enabled = true;
+  bool required = true;
+  nlohmann::json config = nlohmann::json::object();
+  std::string origin;  // "file:line" of the [[plugins]] entry
+};
+
+struct HostConfig {
+  std::string source;       // file name, or "<embedded dev.toml>"
+  std::string mode = "dev";  // dev | production
+  LogLevel log_level = LogLevel::info;
+  ServerConfig server;
+  StoreConfig store;
+  std::filesystem::path data_dir = "./data";
+  std::filesystem::path plugin_dir;  // empty: next to the executable
+  std::vector<PluginEntry> plugins;
+};
+
+// Parses TOML text. `source` names it in errors; relative paths resolve against `base_dir`.
+// Env overrides (KG_LISTEN, KG_MODE, REDIS_URL) are applied after parsing.
+HostConfig parse_config(std::string_view text, const std::string& source,
+                        const std::filesystem::path& base_dir, const EnvLookup& env);
+// Reads and parses a file; a missing or unreadable file is a ConfigError too.
+HostConfig load_config_file(const std::filesystem::path& file, const EnvLookup& env);
+
+// The config compiled into the binary (config/dev.toml).
+std::string_view embedded_dev_config();
+
+}  // namespace kghost

@@ -1,0 +1,94 @@
+// The request path: route → filters in order → scope enforcement → handler → write →
+// observers. Runs on the request's I/O thread; async steps come back through Transport::post.
+#pragma once
+
+#include <kghost/plugin.h>
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "http/exchange.hpp"
+#include "http/router.hpp"
+#include "telemetry/logging.hpp"
+
+namespace kghost {
+class Pipeline;
+}
+
+// A deferred answer handed to a plugin (see kg_host_api.defer).
+struct kg_responder {
+  std::shared_ptr<kghost::Exchange> exchange;
+  kghost::Pipeline* pipeline;
+};
+
+namespace kghost {
+
+struct HandlerEntry {
+  kg_handler_fn fn = nullptr;  // plugin handler, or
+  void* user_data = nullptr;
+  std::function<void(Exchange&)> internal;  // a host route
+};
+
+struct FilterEntry {
+  std::string name;
+  std::string owner;
+  int32_t order = 0;
+  kg_filter_fn fn = nullptr;
+  void* user_data = nullptr;
+};
+
+struct ObserverEntry {
+  std::string owner;
+  kg_observer_fn fn = nullptr;
+  void* user_data = nullptr;
+};
+
+class Pipeline {
+ public:
+  explicit Pipeline(Logger& log) : log_(log) {}
+
+  // Set-up, before traffic. add_route returns an error text (conflict, bad template) or "".
+  std::string add_route(RouteInfo info, HandlerEntry handler);
+  void add_filter(FilterEntry filter);  // kept sorted by order, stable
+  void add_observer(ObserverEntry observer);
+  const Router& router() const { return router_; }
+
+  // [request] Entry point for a parsed request.
+  void handle(const std::shared_ptr<Exchange>& ex);
+  // [any] A deferred step finished. From a filter, status 0 continues the chain.
+  void complete(kg_responder* responder, HttpResponse&& response);
+
+  // Sends `response` (with request id and filter headers) and runs the observers.
+  void finish(Exchange& ex, HttpResponse&& response);
+  // [request] Starts a chunked response instead; nullptr if the exchange already answered.
+  std::shared_ptr<StreamState> begin_stream(Exchange& ex, HttpResponse&& head,
+                                            std::function<void()> on_closed);
+
+ private:
+  void run_filters(const std::shared_ptr<Exchange>& ex);
+  void run_handler(const std::shared_ptr<Exchange>& ex);
+  // After a plugin callback returned `st`: answer, wait, continue, or fail with 500.
+  bool settle(const std::shared_ptr<Exchange>& ex, kg_status st, bool is_filter,
+              const std::string& who);
+  void observe(Exchange& ex, uint16_t status, uint64_t response_bytes);
+
+  Logger& log_;
+  Router router_;
+  std::vector<HandlerEntry> handlers_;
+  std::vector<FilterEntry> filters_;
+  std::vector<ObserverEntry> observers_;
+};
+
+// True when `target` has a ".." segment or a NUL (raw or %00), raw or percent-encoded.
+bool unsafe_target(std::string_view target);
+// True when `id` is a usable request id ([A-Za-z0-9._-], 1..128).
+bool valid_request_id(std::string_view id);
+// A fresh random id: 32 lowercase hex characters.
+std::string new_request_id();
+// Validates a W3C traceparent (version 00) and returns it, or a new one with a fresh trace id.
+std::string continue_traceparent(std::optional<std::string_view> incoming);
+
+}  // namespace kghost

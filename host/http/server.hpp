@@ -1,0 +1,41 @@
+// The HTTP/1.1 server (Boost.Beast): N I/O threads, keep-alive, limits and timeouts, drain.
+// Beast and Asio stay inside server.cpp; this header is plain C++.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "config/config.hpp"
+#include "http/pipeline.hpp"
+#include "telemetry/logging.hpp"
+
+namespace kghost {
+
+class HttpServer {
+ public:
+  HttpServer(const ServerConfig& config, Pipeline& pipeline, Logger& log);
+  ~HttpServer();
+  HttpServer(const HttpServer&) = delete;
+  HttpServer& operator=(const HttpServer&) = delete;
+
+  // Binds the listen address (throws std::runtime_error naming it) and starts the I/O threads.
+  void start();
+  // The bound address, e.g. "127.0.0.1:41234" (the real port when the config said 0).
+  std::string local_address() const;
+  // Stops accepting; keep-alive connections are closed after their current response; streams
+  // are ended. Then waits up to `timeout` for in-flight requests. Returns true if all finished.
+  bool drain(std::chrono::milliseconds timeout);
+  // Stops the I/O threads. Idempotent.
+  void stop();
+  uint64_t in_flight() const;
+  uint64_t open_connections() const;
+
+  struct Impl;  // public so the connection classes in server.cpp can name it
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace kghost
