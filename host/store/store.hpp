@@ -1,0 +1,104 @@
+// The shared store behind the plugin ABI's store_* slots: check-and-set with TTL, atomic
+// counters with TTL, get/put/del. Two backends: memory (sharded, default) and Redis (pipelined
+// connection pool, memory fallback while Redis is unreachable).
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "telemetry/health.hpp"
+
+namespace prometheus {
+class Registry;
+}
+
+namespace kghost {
+
+enum class StoreCode { ok, not_found, error };
+
+struct StoreReply {
+  StoreCode code = StoreCode::ok;
+  bool created = false;  // check_and_set: this call set the key
+  int64_t value = 0;     // incr: the new value
+  int64_t ttl_ms = -1;   // incr/get: remaining time to live; -1 when the key has none
+  std::string data;      // get: the stored bytes; error: a short reason (never a value)
+};
+
+using StoreDone = std::function<void(const StoreReply&)>;
+
+struct StoreHealth {
+  HealthStatus status;
+  std::string backend;  // "memory" | "redis"
+  std::string detail;
+};
+
+// Contract shared by both backends. [any] thread.
+// Each call either answers at once (returns the reply; `done` is NOT called) or returns
+// std::nullopt and calls `done` exactly once later, from another thread. A call never blocks its
+// caller for more than a lock acquisition: no network round trip happens on the caller's thread.
+// `done` must not throw (an exception is caught, logged and dropped) and may call the store.
+class Store {
+ public:
+  virtual ~Store() = default;
+  // Sets key to "1" with `ttl` (<= 0: no expiry) only if it is absent; `created` tells.
+  virtual std::optional<StoreReply> check_and_set(std::string_view key,
+                                                  std::chrono::milliseconds ttl,
+                                                  StoreDone done) = 0;
+  // Atomically adds delta; when the key is new its TTL is set to `ttl` (<= 0: none) and never
+  // reset by later calls. Returns the new value and the remaining ttl_ms. A key holding a
+  // non-integer value answers error.
+  virtual std::optional<StoreReply> incr(std::string_view key, int64_t delta,
+                                         std::chrono::milliseconds ttl, StoreDone done) = 0;
+  // not_found if absent; otherwise data and ttl_ms.
+  virtual std::optional<StoreReply> get(std::string_view key, StoreDone done) = 0;
+  // Stores value; ttl 0 (or less) means no expiry.
+  virtual std::optional<StoreReply> put(std::string_view key, std::string_view value,
+                                        std::chrono::milliseconds ttl, StoreDone done) = 0;
+  // not_found if absent.
+  virtual std::optional<StoreReply> del(std::string_view key, StoreDone done) = 0;
+  virtual StoreHealth health() const = 0;
+  // Stops background threads. Idempotent. Callbacks still pending are called exactly once
+  // before it returns; calls made afterwards are answered at once.
+  virtual void stop() {}
+};
+
+struct RedisOptions {
+  std::string url;  // redis://[[user]:password@]host[:port][/db]
+  std::size_t pool_size = 4;
+  std::chrono::milliseconds timeout{500};  // connect and per-command
+  std::chrono::milliseconds reconnect_interval{1000};
+};
+
+// Monotonic clock used for TTLs; injectable so tests need not sleep.
+using StoreClock = std::function<std::chrono::steady_clock::time_point()>;
+
+// Memory backend: `shards` mutex-guarded hash maps, lazy expiry on access plus a bounded
+// per-shard sweep (no global lock). An empty clock means std::chrono::steady_clock::now.
+std::unique_ptr<Store> make_memory_store(prometheus::Registry& registry, std::size_t shards = 64,
+                                         StoreClock clock = {});
+
+// Redis backend with a memory fallback: while Redis is unreachable, calls are answered by an
+// internal memory store and health() is degraded; it reconnects by itself every
+// reconnect_interval and turns healthy again. Throws std::invalid_argument on a malformed URL
+// (the message names the URL, password masked, and the expected form).
+std::unique_ptr<Store> make_redis_store(const RedisOptions& options,
+                                        prometheus::Registry& registry);
+
+// Parsed form of a redis:// URL; exposed for tests and for the config checker.
+struct RedisEndpoint {
+  std::string host;
+  int port = 6379;
+  int db = 0;
+  std::string user;
+  std::string password;
+};
+// Throws std::invalid_argument as make_redis_store does.
+RedisEndpoint parse_redis_url(std::string_view url);
+
+}  // namespace kghost
