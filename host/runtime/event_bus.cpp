@@ -1,1 +1,302 @@
-// placeholder
+#include "runtime/event_bus.hpp"
+
+#include <prometheus/counter.h>
+#include <prometheus/gauge.h>
+#include <prometheus/registry.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <mutex>
+#include <random>
+#include <vector>
+
+namespace kghost {
+namespace {
+
+// Events one pool job delivers before it re-queues itself, so a busy subscriber shares the
+// pool's threads with the others.
+constexpr int kDrainBatch = 64;
+
+// Splits at '.'; `pos` advances past the token and its dot. Returns false when exhausted.
+bool next_token(std::string_view s, std::size_t& pos, std::string_view& token) {
+  if (pos > s.size()) return false;
+  const std::size_t dot = s.find('.', pos);
+  const std::size_t end = dot == std::string_view::npos ? s.size() : dot;
+  token = s.substr(pos, end - pos);
+  pos = end + 1;
+  return true;
+}
+
+bool valid_subject(std::string_view s, bool allow_wildcards) {
+  if (s.empty()) return false;
+  std::size_t pos = 0;
+  std::string_view tok;
+  while (next_token(s, pos, tok)) {
+    if (tok.empty()) return false;
+    for (char ch : tok) {
+      const auto u = static_cast<unsigned char>(ch);
+      if (u <= 0x20 || u == 0x7f) return false;
+    }
+    const bool has_wild = tok.find_first_of("*>") != std::string_view::npos;
+    if (!has_wild) continue;
+    if (!allow_wildcards) return false;
+    if (tok == "*") continue;
+    if (tok == ">" && pos > s.size()) continue;  // '>' only as the last token
+    return false;
+  }
+  return true;
+}
+
+// Both sides already valid.
+bool match_valid(std::string_view pattern, std::string_view topic) {
+  std::size_t pp = 0, tp = 0;
+  std::string_view p, t;
+  while (true) {
+    const bool have_p = next_token(pattern, pp, p);
+    const bool have_t = next_token(topic, tp, t);
+    if (!have_p) return !have_t;
+    if (p == ">") return have_t;
+    if (!have_t) return false;
+    if (p != "*" && p != t) return false;
+  }
+}
+
+struct Subscription {
+  uint64_t id = 0;
+  std::string pattern;
+  std::string name;
+  EventBus::Handler handler;
+  prometheus::Counter* delivered = nullptr;
+  prometheus::Counter* dropped = nullptr;
+  prometheus::Counter* failed = nullptr;
+  prometheus::Gauge* depth = nullptr;
+
+  std::mutex mutex;  // guards queue, scheduled, closed
+  std::deque<BusEvent> queue;
+  bool scheduled = false;  // a pool job owns the draining
+  bool closed = false;     // unsubscribed or bus stopped: nothing more starts
+};
+
+using SubList = std::vector<std::shared_ptr<Subscription>>;
+
+}  // namespace
+
+struct EventBus::Core : std::enable_shared_from_this<EventBus::Core> {
+  Core(WorkerPool& p, prometheus::Registry& registry, std::size_t cap)
+      : pool(p),
+        capacity(cap == 0 ? 1 : cap),
+        subs(std::make_shared<const SubList>()),
+        published(&prometheus::BuildCounter()
+                       .Name("kgents_bus_published_total")
+                       .Help("Events published on the in-process bus.")
+                       .Register(registry)
+                       .Add({})),
+        delivered_family(prometheus::BuildCounter()
+                             .Name("kgents_bus_delivered_total")
+                             .Help("Bus events handed to a subscriber, by subscriber.")
+                             .Register(registry)),
+        dropped_family(prometheus::BuildCounter()
+                           .Name("kgents_bus_dropped_total")
+                           .Help("Bus events dropped because the subscriber's queue was full.")
+                           .Register(registry)),
+        failed_family(prometheus::BuildCounter()
+                          .Name("kgents_bus_failed_total")
+                          .Help("Bus events a subscriber's handler reported as failed.")
+                          .Register(registry)),
+        depth_family(prometheus::BuildGauge()
+                         .Name("kgents_bus_queue_depth")
+                         .Help("Bus events waiting for a subscriber, by subscriber.")
+                         .Register(registry)) {
+    std::random_device rd;
+    id_prefix = (static_cast<uint64_t>(rd()) << 32) ^ rd();
+  }
+
+  void drain(const std::shared_ptr<Subscription>& sub);
+  std::string make_id();
+
+  WorkerPool& pool;
+  const std::size_t capacity;
+
+  mutable std::mutex subs_mutex;  // guards subs (copy-on-write) and next_id
+  std::shared_ptr<const SubList> subs;
+  uint64_t next_id = 1;
+
+  std::atomic<bool> stopped{false};
+  std::atomic<std::size_t> depth{0};
+  std::atomic<std::size_t> active{0};  // handlers running now
+  std::mutex active_mutex;             // pairs with active_cv
+  std::condition_variable active_cv;
+
+  uint64_t id_prefix = 0;
+  std::atomic<uint64_t> id_seq{0};
+
+  prometheus::Counter* published;
+  prometheus::Family<prometheus::Counter>& delivered_family;
+  prometheus::Family<prometheus::Counter>& dropped_family;
+  prometheus::Family<prometheus::Counter>& failed_family;
+  prometheus::Family<prometheus::Gauge>& depth_family;
+};
+
+namespace {
+// The bus whose handler this thread is running, so stop() from a handler does not wait for
+// itself.
+thread_local const EventBus::Core* tl_running_bus = nullptr;
+}  // namespace
+
+std::string EventBus::Core::make_id() {
+  static constexpr char kHex[] = "0123456789abcdef";
+  const uint64_t seq = id_seq.fetch_add(1, std::memory_order_relaxed);
+  std::string id(33, '-');
+  for (int i = 0; i < 16; ++i) id[15 - i] = kHex[(id_prefix >> (4 * i)) & 0xf];
+  for (int i = 0; i < 16; ++i) id[32 - i] = kHex[(seq >> (4 * i)) & 0xf];
+  return id;
+}
+
+void EventBus::Core::drain(const std::shared_ptr<Subscription>& sub) {
+  for (int n = 0; n < kDrainBatch; ++n) {
+    BusEvent ev;
+    {
+      std::lock_guard lock(sub->mutex);
+      if (sub->closed || sub->queue.empty()) {
+        sub->scheduled = false;
+        return;
+      }
+      ev = std::move(sub->queue.front());
+      sub->queue.pop_front();
+      // Counted under the subscription's lock: stop() closes it under the same lock, so it
+      // either sees this handler as active or no handler starts.
+      active.fetch_add(1);
+    }
+    depth.fetch_sub(1, std::memory_order_relaxed);
+    sub->depth->Decrement();
+    bool ok = false;
+    const Core* outer = tl_running_bus;
+    tl_running_bus = this;
+    try {
+      ok = sub->handler(ev);
+    } catch (const std::exception& e) {
+      spdlog::error("bus: subscriber '{}' threw on topic '{}': {}", sub->name, ev.topic, e.what());
+    } catch (...) {
+      spdlog::error("bus: subscriber '{}' threw on topic '{}'", sub->name, ev.topic);
+    }
+    tl_running_bus = outer;
+    sub->delivered->Increment();  // handed over, whatever the handler made of it
+    if (!ok) sub->failed->Increment();
+    if (active.fetch_sub(1) == 1) {
+      std::lock_guard lock(active_mutex);
+      active_cv.notify_all();
+    }
+  }
+  // Still scheduled: give the other subscribers a turn on the pool, then continue.
+  pool.post([core = shared_from_this(), sub] { core->drain(sub); });
+}
+
+bool valid_topic(std::string_view topic) { return valid_subject(topic, false); }
+bool valid_pattern(std::string_view pattern) { return valid_subject(pattern, true); }
+
+bool subject_matches(std::string_view pattern, std::string_view topic) {
+  return valid_pattern(pattern) && valid_topic(topic) && match_valid(pattern, topic);
+}
+
+EventBus::EventBus(WorkerPool& pool, prometheus::Registry& registry,
+                   std::size_t per_subscriber_capacity)
+    : core_(std::make_shared<Core>(pool, registry, per_subscriber_capacity)) {}
+
+EventBus::~EventBus() { stop(); }
+
+uint64_t EventBus::subscribe(std::string_view pattern, std::string_view subscriber_name,
+                             Handler handler) {
+  if (!handler || !valid_pattern(pattern) || core_->stopped.load()) return 0;
+  auto sub = std::make_shared<Subscription>();
+  sub->pattern = std::string(pattern);
+  sub->name = std::string(subscriber_name);
+  sub->handler = std::move(handler);
+  const prometheus::Labels labels{{"subscriber", sub->name}};
+  sub->delivered = &core_->delivered_family.Add(labels);
+  sub->dropped = &core_->dropped_family.Add(labels);
+  sub->failed = &core_->failed_family.Add(labels);
+  sub->depth = &core_->depth_family.Add(labels);
+  std::lock_guard lock(core_->subs_mutex);
+  sub->id = core_->next_id++;
+  auto next = std::make_shared<SubList>(*core_->subs);
+  next->push_back(sub);
+  core_->subs = std::move(next);
+  return sub->id;
+}
+
+bool EventBus::unsubscribe(uint64_t id) {
+  std::shared_ptr<Subscription> removed;
+  {
+    std::lock_guard lock(core_->subs_mutex);
+    auto next = std::make_shared<SubList>(*core_->subs);
+    auto it = std::find_if(next->begin(), next->end(), [&](auto& s) { return s->id == id; });
+    if (it == next->end()) return false;
+    removed = *it;
+    next->erase(it);
+    core_->subs = std::move(next);
+  }
+  std::lock_guard lock(removed->mutex);
+  removed->closed = true;
+  core_->depth.fetch_sub(removed->queue.size());
+  removed->depth->Decrement(static_cast<double>(removed->queue.size()));
+  removed->queue.clear();
+  return true;
+}
+
+std::optional<std::string> EventBus::publish(std::string_view topic, std::string_view data,
+                                             std::string_view id) {
+  Core& core = *core_;
+  if (core.stopped.load(std::memory_order_relaxed) || !valid_topic(topic)) return std::nullopt;
+  BusEvent ev{std::string(topic), std::string(data), id.empty() ? core.make_id() : std::string(id)};
+  std::shared_ptr<const SubList> subs;
+  {
+    std::lock_guard lock(core.subs_mutex);
+    subs = core.subs;
+  }
+  core.published->Increment();
+  for (const auto& sub : *subs) {
+    if (!match_valid(sub->pattern, topic)) continue;
+    bool post = false;
+    {
+      std::lock_guard lock(sub->mutex);
+      if (sub->closed) continue;
+      if (sub->queue.size() >= core.capacity) {
+        sub->dropped->Increment();
+        continue;
+      }
+      sub->queue.push_back(ev);
+      core.depth.fetch_add(1, std::memory_order_relaxed);
+      sub->depth->Increment();
+      if (!sub->scheduled) post = sub->scheduled = true;
+    }
+    if (post) core.pool.post([c = core_, sub] { c->drain(sub); });
+  }
+  return std::move(ev.id);
+}
+
+void EventBus::stop() {
+  Core& core = *core_;
+  core.stopped.store(true);
+  std::shared_ptr<const SubList> subs;
+  {
+    std::lock_guard lock(core.subs_mutex);
+    subs = core.subs;
+  }
+  for (const auto& sub : *subs) {
+    std::lock_guard lock(sub->mutex);
+    sub->closed = true;
+    core.depth.fetch_sub(sub->queue.size());
+    sub->depth->Decrement(static_cast<double>(sub->queue.size()));
+    sub->queue.clear();
+  }
+  const std::size_t own = tl_running_bus == &core ? 1 : 0;
+  std::unique_lock lock(core.active_mutex);
+  core.active_cv.wait(lock, [&] { return core.active.load() <= own; });
+}
+
+std::size_t EventBus::depth() const { return core_->depth.load(); }
+
+}  // namespace kghost

@@ -1,0 +1,75 @@
+// The in-process event bus behind the ABI's bus_publish/bus_subscribe: NATS-style subjects,
+// a bounded queue per subscriber, deliveries on the worker pool.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "runtime/worker_pool.hpp"
+
+namespace prometheus {
+class Registry;
+}
+
+namespace kghost {
+
+struct BusEvent {
+  std::string topic;
+  std::string data;
+  std::string id;
+};
+
+// A topic: one or more non-empty '.'-separated tokens, no wildcards, no whitespace.
+bool valid_topic(std::string_view topic);
+// A pattern: like a topic, but a token may be '*' (exactly one token) and the last token may
+// be '>' (one or more tokens). Wildcards only stand alone ("a*" is invalid).
+bool valid_pattern(std::string_view pattern);
+// NATS-style match. False when either side is invalid.
+bool subject_matches(std::string_view pattern, std::string_view topic);
+
+class EventBus {
+ public:
+  // The pool and registry outlive the bus.
+  EventBus(WorkerPool& pool, prometheus::Registry& registry,
+           std::size_t per_subscriber_capacity = 10000);
+  ~EventBus();  // stop()
+  EventBus(const EventBus&) = delete;
+  EventBus& operator=(const EventBus&) = delete;
+
+  // Returns false when the event failed (the bus logs and counts it; no redelivery).
+  // Called on a pool thread, one event at a time per subscription, in publish order.
+  using Handler = std::function<bool(const BusEvent&)>;
+
+  // [any] Returns a subscription id (> 0), or 0 for an invalid pattern, an empty handler or a
+  // stopped bus. subscriber_name labels the metrics (the plugin's name).
+  uint64_t subscribe(std::string_view pattern, std::string_view subscriber_name, Handler handler);
+  // [any] Removes a subscription: no delivery starts after it returns, except from inside that
+  // subscription's own handler. Returns false for an unknown id.
+  bool unsubscribe(uint64_t id);
+
+  // [any] Copies the event into every matching subscriber's bounded queue. Never blocks, never
+  // runs a handler on the caller's thread. A full queue drops the event for that subscriber
+  // (kgents_bus_dropped_total{subscriber}). An empty id gets a generated unique one. Returns the
+  // id used, or nullopt for an invalid topic or a stopped bus.
+  std::optional<std::string> publish(std::string_view topic, std::string_view data,
+                                     std::string_view id = {});
+
+  // [any] No delivery starts after it returns; waits for running handlers (except the calling
+  // one, when called from a handler). Queued events are discarded. Idempotent.
+  void stop();
+
+  // [any] Events waiting over all subscribers.
+  std::size_t depth() const;
+
+  struct Core;  // shared with the pool jobs, so a job that outlives the bus is harmless
+
+ private:
+  std::shared_ptr<Core> core_;
+};
+
+}  // namespace kghost
