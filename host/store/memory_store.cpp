@@ -68,6 +68,7 @@ StoreMetrics::StoreMetrics(prometheus::Registry& registry, std::string_view back
             .Help("1 while the store's backend answers, 0 while it is unreachable.")
             .Register(registry)
             .Add({{"backend", b}});
+  if (backend != "memory") return;  // only the memory backend knows its key count
   keys = &prometheus::BuildGauge()
               .Name("kgents_store_keys")
               .Help("Keys held by the memory store (expired ones not yet swept included).")

@@ -32,7 +32,7 @@ struct StoreMetrics {
   prometheus::Counter* errors = nullptr;                          // kgents_store_errors_total
   prometheus::Counter* fallback = nullptr;                        // kgents_store_fallback_total
   prometheus::Gauge* up = nullptr;                                // kgents_store_backend_up
-  prometheus::Gauge* keys = nullptr;                              // kgents_store_keys
+  prometheus::Gauge* keys = nullptr;  // kgents_store_keys, memory backend only
 };
 
 // Sharded hash maps, one mutex per shard; keys are looked up without allocating.

@@ -294,7 +294,7 @@ TEST_F(RedisStoreFaults, PausedRedisNeverHangsTheCaller) {
     auto r = answer([&](StoreDone d) {
       now = store->incr("rl:p", 1, 60s, std::move(d));
       // The call itself returns at once, whatever Redis does.
-      EXPECT_LT(std::chrono::steady_clock::now() - call_start, 50ms);
+      EXPECT_LT(std::chrono::steady_clock::now() - call_start, 200ms);
       return now;
     });
     EXPECT_EQ(r.code, StoreCode::ok);
