@@ -18,6 +18,7 @@
 
 namespace kghost {
 
+class Pipeline;
 using HeaderList = std::vector<std::pair<std::string, std::string>>;
 
 struct HttpResponse {
@@ -89,6 +90,9 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
   std::optional<HttpResponse> staged;  // set by respond() during a callback
 
   std::shared_ptr<Transport> transport;
+  Pipeline* pipeline = nullptr;  // set when the pipeline takes the exchange
+  // Decoded values handed to plugins as borrowed views (query parameters).
+  std::vector<std::unique_ptr<std::string>> scratch;
 };
 
 }  // namespace kghost

@@ -104,6 +104,7 @@ void Pipeline::add_filter(FilterEntry filter) {
 void Pipeline::add_observer(ObserverEntry observer) { observers_.push_back(std::move(observer)); }
 
 void Pipeline::handle(const std::shared_ptr<Exchange>& ex) {
+  ex->pipeline = this;
   auto incoming_id = ex->header("x-request-id", 0);
   ex->request_id = incoming_id && valid_request_id(*incoming_id) ? std::string(*incoming_id)
                                                                   : new_request_id();

@@ -50,7 +50,7 @@ class Metrics {
                        const std::vector<std::string>& labels, const std::vector<double>& buckets,
                        std::string& error);
   // nullptr when the number of values does not match the family's labels.
-  MetricSeries* series(MetricFamily& family, const std::vector<std::string>& values);
+  static MetricSeries* series(MetricFamily& family, const std::vector<std::string>& values);
   // Prometheus text exposition of everything registered.
   std::string render() const;
 
