@@ -413,7 +413,8 @@ typedef struct kg_host_api {
   /* --- shared store (memory or Redis; keys are namespaced by the caller) ----------------
    * Each call either answers at once — returns KG_OK and fills *now — or returns KG_PENDING
    * and calls `done` exactly once later from another thread. Any other return is an error
-   * and `done` is not called. [any] Never blocks an I/O thread. */
+   * and `done` is not called. `done` may be NULL (fire and forget). now->data stays valid
+   * until the next store call on the same thread. [any] Never blocks an I/O thread. */
   /* Sets key (value "1") with a TTL only if absent; result.created says whether it did. */
   kg_status (*store_check_and_set)(kg_plugin_ctx* ctx, kg_str key, int64_t ttl_ms,
                                    kg_store_result* now, kg_store_fn done, void* user_data);

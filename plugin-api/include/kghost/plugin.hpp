@@ -248,11 +248,11 @@ class Request {
 enum class Flow : kg_status { done = KG_OK, pending = KG_PENDING, next = KG_CONTINUE };
 
 struct RouteSpec {
-  std::string_view method;
-  std::string_view path;
-  std::string_view scopes;  // space-separated, all required
+  std::string_view method{};
+  std::string_view path{};
+  std::string_view scopes{};  // space-separated, all required
   bool is_public = false;
-  std::string_view summary;
+  std::string_view summary{};
 };
 
 struct StoreResult {
