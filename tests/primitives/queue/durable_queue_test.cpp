@@ -137,8 +137,17 @@ TEST_F(DurableQueueTest, DeliversInAppendOrderAndAckRemovesEntries) {
   EXPECT_TRUE(std::is_sorted(ids.begin(), ids.end()));
   EXPECT_EQ(q->depth(), 50u);
   Recorder rec;
+  std::atomic<int> active{0}, max_active{0};
+  rec.decide = [&](const QueueEntry&, std::string&) {
+    int now = ++active;
+    max_active = std::max(max_active.load(), now);
+    std::this_thread::yield();
+    --active;
+    return DurableQueue::Outcome::ack;
+  };
   q->consume(rec.consumer());
   ASSERT_TRUE(wait_until([&] { return q->depth() == 0 && rec.count() == 50; }));
+  EXPECT_EQ(max_active, 1) << "the consumer ran concurrently with itself";
   auto seen = rec.snapshot();
   for (int i = 0; i < 50; ++i) {
     EXPECT_EQ(seen[i].id, ids[i]);
