@@ -638,15 +638,18 @@ struct DurableQueue::Impl {
 
   // Ends the in-flight delivery even if the pool drops the job (pool already stopped).
   struct DeliveryGuard {
-    Impl* impl;
-    bool ran = false;
+    explicit DeliveryGuard(Impl* i) : impl(i) {}
+    DeliveryGuard(const DeliveryGuard&) = delete;
+    DeliveryGuard& operator=(const DeliveryGuard&) = delete;
     ~DeliveryGuard() {
       if (!ran) impl->delivery_done();
     }
+    Impl* impl;
+    bool ran = false;
   };
 
   void post_delivery() {
-    auto guard = std::make_shared<DeliveryGuard>(DeliveryGuard{this});
+    auto guard = std::make_shared<DeliveryGuard>(this);
     pool.post([this, guard] {
       guard->ran = true;
       run_deliveries();
@@ -655,10 +658,9 @@ struct DurableQueue::Impl {
   }
 
   void delivery_done() {
-    {
-      std::lock_guard lock(mu);
-      in_flight = false;
-    }
+    // Notify under the lock: once stop() sees !in_flight it may destroy this object.
+    std::lock_guard lock(mu);
+    in_flight = false;
     idle_cv.notify_all();
     dispatch_cv.notify_one();
   }
