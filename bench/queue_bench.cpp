@@ -4,6 +4,8 @@
 //
 // Usage: queue_bench [--seconds S] [--payload BYTES] [--dir DIR] [--consume] [--appenders 1,8,64]
 // Prints one table row per appender count.
+#include <prometheus/registry.h>
+
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -15,8 +17,6 @@
 #include <string>
 #include <thread>
 #include <vector>
-
-#include <prometheus/registry.h>
 
 #include "runtime/durable_queue.hpp"
 
@@ -93,14 +93,11 @@ Row run(int appenders, double seconds, std::size_t payload_size, const fs::path&
   for (auto& l : latencies) all.insert(all.end(), l.begin(), l.end());
   std::sort(all.begin(), all.end());
   auto pct = [&](double p) {
-    return all.empty() ? 0.0 : static_cast<double>(all[static_cast<std::size_t>(p * (all.size() - 1))]);
+    return all.empty() ? 0.0
+                       : static_cast<double>(all[static_cast<std::size_t>(p * (all.size() - 1))]);
   };
-  return Row{appenders,
-             static_cast<double>(all.size()) / elapsed,
-             fsyncs / elapsed,
-             pct(0.50),
-             pct(0.99),
-             static_cast<double>(delivered_now) / elapsed};
+  return Row{appenders, static_cast<double>(all.size()) / elapsed,   fsyncs / elapsed, pct(0.50),
+             pct(0.99), static_cast<double>(delivered_now) / elapsed};
 }
 
 }  // namespace
@@ -141,8 +138,8 @@ int main(int argc, char** argv) {
     }
   }
   fs::create_directories(dir);
-  std::printf("# durable appends, %zu-byte payloads, %.1f s per run, dir %s%s\n", payload,
-              seconds, dir.c_str(), consume ? ", consumer acking concurrently" : "");
+  std::printf("# durable appends, %zu-byte payloads, %.1f s per run, dir %s%s\n", payload, seconds,
+              dir.c_str(), consume ? ", consumer acking concurrently" : "");
   std::printf("%-10s %14s %12s %16s %10s %10s %14s\n", "appenders", "appends/s", "fsyncs/s",
               "appends/fsync", "p50 us", "p99 us", "delivered/s");
   for (int n : counts) {

@@ -1,6 +1,12 @@
 #include "runtime/durable_queue.hpp"
 
 #include <fcntl.h>
+#include <prometheus/counter.h>
+#include <prometheus/family.h>
+#include <prometheus/gauge.h>
+#include <prometheus/histogram.h>
+#include <prometheus/registry.h>
+#include <spdlog/spdlog.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -19,13 +25,6 @@
 #include <thread>
 #include <unordered_map>
 #include <vector>
-
-#include <prometheus/counter.h>
-#include <prometheus/family.h>
-#include <prometheus/gauge.h>
-#include <prometheus/histogram.h>
-#include <prometheus/registry.h>
-#include <spdlog/spdlog.h>
 
 #include "runtime/queue_format.hpp"
 
@@ -100,8 +99,7 @@ std::string read_whole_file(const fs::path& path) {
     if (n < 0) {
       int e = errno;
       ::close(fd);
-      throw std::runtime_error("cannot read queue segment " + path.string() + ": " +
-                               errno_text(e));
+      throw std::runtime_error("cannot read queue segment " + path.string() + ": " + errno_text(e));
     }
     if (n == 0) break;
     out.append(buf, static_cast<std::size_t>(n));
@@ -154,14 +152,13 @@ struct DurableQueue::Impl {
                           .Help("Durable queue group commits (one write + one fdatasync each)")
                           .Register(registry)
                           .Add(labels);
-    latency_histogram =
-        &prometheus::BuildHistogram()
-             .Name("kgents_queue_append_latency_seconds")
-             .Help("Time from append to the record being durable")
-             .Register(registry)
-             .Add(labels, prometheus::Histogram::BucketBoundaries{
-                              0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
-                              0.1, 0.25, 0.5, 1.0});
+    latency_histogram = &prometheus::BuildHistogram()
+                             .Name("kgents_queue_append_latency_seconds")
+                             .Help("Time from append to the record being durable")
+                             .Register(registry)
+                             .Add(labels, prometheus::Histogram::BucketBoundaries{
+                                              0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01,
+                                              0.025, 0.05, 0.1, 0.25, 0.5, 1.0});
     dead_gauge = &prometheus::BuildGauge()
                       .Name("kgents_queue_dead_letters")
                       .Help("Durable queue dead letters (failed max attempts), kept until replay")
@@ -417,9 +414,10 @@ struct DurableQueue::Impl {
       return 0;
     }
     if (::ftruncate(fd, static_cast<off_t>(start)) != 0 || ::fdatasync(fd) != 0) {
-      spdlog::error("{}: cannot undo a failed write to segment {}: {}. The queue refuses "
-                    "appends until restarted.",
-                    label, active_segment, errno_text(errno));
+      spdlog::error(
+          "{}: cannot undo a failed write to segment {}: {}. The queue refuses "
+          "appends until restarted.",
+          label, active_segment, errno_text(errno));
       std::lock_guard lock(commit_mu);
       broken = true;
     }
@@ -471,9 +469,10 @@ struct DurableQueue::Impl {
         apply_committed(appends, acks, carries, seg);
       } else {
         if (!warned) {
-          spdlog::error("{}: writing segment {} failed: {}. Appends fail (callers answer 503) "
-                        "until the disk accepts writes again.",
-                        label, segment_file_name(seg), errno_text(err));
+          spdlog::error(
+              "{}: writing segment {} failed: {}. Appends fail (callers answer 503) "
+              "until the disk accepts writes again.",
+              label, segment_file_name(seg), errno_text(err));
           warned = true;
         }
         last_failed = true;
@@ -533,9 +532,10 @@ struct DurableQueue::Impl {
     std::lock_guard lock(commit_mu);
     if (commit_stop) {
       if (!meta_buf.empty()) {
-        spdlog::error("{}: stopping with {} bytes of acks/retries not written; those entries "
-                      "may be delivered again after a restart.",
-                      label, meta_buf.size());
+        spdlog::error(
+            "{}: stopping with {} bytes of acks/retries not written; those entries "
+            "may be delivered again after a restart.",
+            label, meta_buf.size());
       }
       return;
     }
@@ -823,14 +823,14 @@ struct DurableQueue::Impl {
 
   // Entry and delivery state, guarded by mu. Lock order: mu before commit_mu.
   mutable std::mutex mu;
-  std::unordered_map<uint64_t, Entry> entries;  // every unacked entry, dead ones included
-  std::set<uint64_t> ready;                     // deliverable now, oldest first
+  std::unordered_map<uint64_t, Entry> entries;         // every unacked entry, dead ones included
+  std::set<uint64_t> ready;                            // deliverable now, oldest first
   std::multimap<Clock::time_point, uint64_t> delayed;  // in retry backoff
   std::set<uint64_t> dead;
   std::map<uint64_t, Segment> segments;  // by first id; also guarded by mu
-  uint64_t active_segment = 0;  // written by the committer under mu
-  uint64_t max_seen_id = 0;     // recovery only
-  uint64_t max_damaged_id = 0;  // recovery only
+  uint64_t active_segment = 0;           // written by the committer under mu
+  uint64_t max_seen_id = 0;              // recovery only
+  uint64_t max_damaged_id = 0;           // recovery only
   Consumer consumer;
   bool in_flight = false;
   bool stopping = false;

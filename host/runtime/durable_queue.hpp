@@ -39,8 +39,8 @@ class Registry;
 namespace kghost {
 
 struct QueueOptions {
-  std::filesystem::path dir;          // the queue's own directory (created if missing)
-  std::string name;                   // metric label
+  std::filesystem::path dir;  // the queue's own directory (created if missing)
+  std::string name;           // metric label
   uint32_t max_attempts = 5;
   uint64_t max_bytes = 256ull << 20;  // live (unacked, incl. dead) payload bytes; past it: full
   std::chrono::milliseconds retry_backoff{500};  // first retry delay, doubled each time, cap 60 s

@@ -33,7 +33,7 @@ uint32_t crc32c_soft(const uint8_t* p, std::size_t n, uint32_t crc) {
 
 #if defined(__x86_64__)
 __attribute__((target("sse4.2"))) uint32_t crc32c_hw(const uint8_t* p, std::size_t n,
-                                                      uint32_t crc) {
+                                                     uint32_t crc) {
   uint64_t c = ~crc;
   while (n >= 8) {
     uint64_t v;
@@ -176,7 +176,8 @@ void encode_carry(std::string& out, uint64_t id, uint32_t failures, bool dead,
   });
 }
 
-ScanResult scan_records(std::string_view file, const std::function<void(const Record&)>& on_record) {
+ScanResult scan_records(std::string_view file,
+                        const std::function<void(const Record&)>& on_record) {
   ScanResult result;
   uint64_t pos = kHeaderSize;
   result.valid_end = pos;
@@ -205,8 +206,7 @@ ScanResult scan_records(std::string_view file, const std::function<void(const Re
     uint32_t actual = crc32c(file.data() + pos, 4);
     actual = crc32c(file.data() + pos + kRecordHeaderSize, len, actual);
     Record rec{};
-    bool ok = actual == crc &&
-              decode_payload(file.substr(pos + kRecordHeaderSize, len), rec);
+    bool ok = actual == crc && decode_payload(file.substr(pos + kRecordHeaderSize, len), rec);
     if (!ok) {
       // A crash can only damage the tail: a bad record followed by nothing (or by the zeros of
       // a partially written page) is torn; anything else is corruption.

@@ -2,7 +2,11 @@
 #include "runtime/durable_queue.hpp"
 
 #include <fcntl.h>
+#include <gtest/gtest.h>
+#include <prometheus/registry.h>
 #include <signal.h>
+#include <spdlog/sinks/ostream_sink.h>
+#include <spdlog/spdlog.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -14,11 +18,6 @@
 #include <set>
 #include <thread>
 #include <vector>
-
-#include <gtest/gtest.h>
-#include <prometheus/registry.h>
-#include <spdlog/sinks/ostream_sink.h>
-#include <spdlog/spdlog.h>
 
 #include "runtime/queue_format.hpp"
 #include "support.hpp"
@@ -542,9 +541,7 @@ TEST(QueueFormat, ScannerTellsTornTailFromMidSegmentDamage) {
   EXPECT_EQ(d.valid_end, qf::kHeaderSize);
 }
 
-TEST(QueueFormat, Crc32cMatchesKnownVector) {
-  EXPECT_EQ(qf::crc32c("123456789", 9), 0xE3069283u);
-}
+TEST(QueueFormat, Crc32cMatchesKnownVector) { EXPECT_EQ(qf::crc32c("123456789", 9), 0xE3069283u); }
 
 }  // namespace
 }  // namespace kghost

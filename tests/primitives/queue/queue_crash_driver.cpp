@@ -7,6 +7,9 @@
 //   K <id>                     an ack is durable (QueueOptions::on_ack_durable)
 //   DONE                       drain mode: queue empty and stopped cleanly
 // Usage: queue_crash_driver <dir> <round> run|drain
+#include <prometheus/registry.h>
+#include <spdlog/sinks/stdout_sinks.h>
+#include <spdlog/spdlog.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -17,10 +20,6 @@
 #include <string>
 #include <thread>
 #include <vector>
-
-#include <prometheus/registry.h>
-#include <spdlog/sinks/stdout_sinks.h>
-#include <spdlog/spdlog.h>
 
 #include "queue_crash_payload.hpp"
 #include "runtime/durable_queue.hpp"
@@ -84,12 +83,12 @@ int main(int argc, char** argv) {
           std::string payload = kghost::test::crash_payload(round, t, i);
           // Shared: the callback may still be inside notify_one() when this thread wakes.
           auto state = std::make_shared<std::atomic<int>>(0);
-          auto status = queue->append(payload, [state, payload](kghost::AppendStatus s,
-                                                                uint64_t id) {
-            if (s == kghost::AppendStatus::ok) emit("A " + std::to_string(id) + " " + payload);
-            state->store(s == kghost::AppendStatus::ok ? 1 : 2);
-            state->notify_one();
-          });
+          auto status =
+              queue->append(payload, [state, payload](kghost::AppendStatus s, uint64_t id) {
+                if (s == kghost::AppendStatus::ok) emit("A " + std::to_string(id) + " " + payload);
+                state->store(s == kghost::AppendStatus::ok ? 1 : 2);
+                state->notify_one();
+              });
           if (status != kghost::AppendStatus::ok) {
             emit("E append refused");
             std::_Exit(3);

@@ -16,6 +16,7 @@
 // every delivery carries exactly the payload appended under its id, no payload appears under
 // two ids, no delivery is of a payload the driver never made. At the end a drain round
 // delivers everything left; every confirmed append must then be acked.
+#include <gtest/gtest.h>
 #include <signal.h>
 
 #include <cstdlib>
@@ -25,8 +26,6 @@
 #include <set>
 #include <sstream>
 #include <thread>
-
-#include <gtest/gtest.h>
 
 #include "queue_crash_payload.hpp"
 #include "runtime/queue_format.hpp"
@@ -74,8 +73,8 @@ struct Ledger {
     ASSERT_TRUE(origin.has_value()) << "round " << round << ": invented payload: " << line;
     ASSERT_LE(origin->round, round) << "payload from the future: " << line;
     auto [it, fresh] = payload_of.emplace(id, payload);
-    ASSERT_EQ(it->second, payload) << "round " << round << ": id " << id
-                                   << " changed payload (corrupted): " << line;
+    ASSERT_EQ(it->second, payload)
+        << "round " << round << ": id " << id << " changed payload (corrupted): " << line;
     auto [pit, pfresh] = id_of.emplace(payload, id);
     ASSERT_EQ(pit->second, id) << "round " << round << ": payload under two ids: " << line;
   }
@@ -102,8 +101,8 @@ struct Ledger {
         uint32_t attempt;
         std::string payload;
         fields >> id >> attempt >> payload;
-        ASSERT_FALSE(acked.count(id)) << "round " << round
-                                      << ": delivered again after its ack was durable: " << line;
+        ASSERT_FALSE(acked.count(id))
+            << "round " << round << ": delivered again after its ack was durable: " << line;
         bind(id, payload, round, line);
         history[id] += " D" + std::to_string(round);
         ++deliveries;
@@ -163,9 +162,8 @@ TEST(DurableQueueCrash, Kill9DuringAppendsAndAcksLosesNothingAndRedeliversNoAcke
 
   for (int round = 1; round <= kRounds; ++round) {
     Process driver({KG_QUEUE_CRASH_DRIVER, dir, std::to_string(round), "run"});
-    ASSERT_TRUE(wait_until([&] { return driver.output().find("S\n") != std::string::npos ||
-                                        !driver.running(); },
-                           30s))
+    ASSERT_TRUE(wait_until(
+        [&] { return driver.output().find("S\n") != std::string::npos || !driver.running(); }, 30s))
         << "round " << round << ": driver did not open the queue";
     int delay = delay_ms(rng);
     // The random moment of the kill is the point of this test, not a synchronisation.
@@ -203,7 +201,9 @@ TEST(DurableQueueCrash, Kill9DuringAppendsAndAcksLosesNothingAndRedeliversNoAcke
   std::size_t missing = 0;
   for (uint64_t id : ledger.confirmed) {
     if (!ledger.acked.count(id)) {
-      if (++missing <= 10) ADD_FAILURE() << "confirmed append " << id << " never acked; history:" << ledger.history[id];
+      if (++missing <= 10)
+        ADD_FAILURE() << "confirmed append " << id
+                      << " never acked; history:" << ledger.history[id];
     }
   }
   EXPECT_EQ(missing, 0u) << "seed " << seed;
