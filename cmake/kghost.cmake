@@ -22,4 +22,5 @@ function(kg_add_plugin name)
     CXX_VISIBILITY_PRESET hidden
     VISIBILITY_INLINES_HIDDEN ON)
   kg_warnings(kg_${name})
+  install(TARGETS kg_${name} LIBRARY DESTINATION lib/kghost/plugins)
 endfunction()

@@ -313,17 +313,26 @@ TEST(PluginLoading, OptionalPluginThatFailsIsSkippedAndReportedUnhealthy) {
   EXPECT_EQ(host.get("/c/hello").status, 200);
 }
 
-TEST(PluginLoading, RouteConflictBetweenPluginsExits2) {
+TEST(PluginLoading, RouteConflictBetweenPluginsExits2NamingBoth) {
   TempDir dir;
-  // The same plugin file loaded under a second name would register the same routes: the host
-  // refuses that by name mismatch first, so use two configs of the real conflict: a plugin
-  // route that collides with a host route is covered by the router unit tests.
   auto cfg = write_file(dir, "k.toml",
-                        plugin_config("c_plugin") + "\n[[plugins]]\nname = \"c_plugin2\"\npath = \"" +
-                            test_plugin_dir() + "/kg_c_plugin.so\"\n");
+                        plugin_config("c_plugin") + "\n[[plugins]]\nname = \"route_conflict\"\n");
   auto r = run_kghost({"--config", cfg});
   EXPECT_EQ(r.exit_code, 2) << r.output;
-  EXPECT_NE(r.output.find("c_plugin2"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("plugin route_conflict"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("GET /c/hello is already registered by c_plugin"), std::string::npos)
+      << r.output;
+}
+
+TEST(PluginLoading, PluginNameMustMatchTheConfig) {
+  TempDir dir;
+  auto cfg = write_file(dir, "k.toml", plugin_config("c_plugin") + "\n[[plugins]]\nname = \"other\"\npath = \"" +
+                                           test_plugin_dir() + "/kg_c_plugin.so\"\n");
+  auto r = run_kghost({"--config", cfg});
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("declares the plugin name \"c_plugin\" but the config calls it \"other\""),
+            std::string::npos)
+      << r.output;
 }
 
 TEST(ProductionMode, DevOnlyPluginRefusesToStart) {

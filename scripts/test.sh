@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Installs what kghost needs, builds it, and runs every test: first the optimised build, then
+# the ASan+UBSan build. Usage: scripts/test.sh [--no-sanitizers]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/install-deps.sh
+jobs=$(nproc)
+
+run_preset() {
+  local preset=$1
+  echo "== $preset: configure and build"
+  cmake --preset "$preset" >/dev/null
+  cmake --build --preset "$preset" -j "$jobs"
+  echo "== $preset: tests"
+  ctest --preset "$preset" -j "$jobs"
+}
+
+run_preset release
+if [ "${1:-}" != "--no-sanitizers" ]; then
+  run_preset asan
+fi
