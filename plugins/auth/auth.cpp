@@ -1,0 +1,373 @@
+// auth: production API keys, tiers, scopes and fixed-window rate limits (CONTRACT §4).
+//
+//   filter  auth.authenticate  order 110  production keys (SHA-256 hashes from keys_file)
+//   filter  auth.enforce       order 200  401 missing_api_key, tier changes, 429 + headers
+//   route   GET /api/v1/health            the caller's identity
+//   bus     billing.tier_changed          {"tenant_id":…,"tier":…} changes a tenant's tier
+//
+// Other authenticators (devkeys, order 100) run first and set the principal; auth.authenticate
+// then leaves the request alone, and auth.enforce rate-limits every principal the same way.
+// Public routes are skipped entirely: nothing to enforce, and no cost on them.
+#include <kghost/plugin.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <shared_mutex>
+#include <string>
+#include <unordered_map>
+
+#include "filter_store.hpp"
+#include "key_input.hpp"
+#include "keys.hpp"
+#include "rate_limit.hpp"
+
+namespace kghost::auth {
+namespace {
+
+using nlohmann::json;
+using sdk::Header;
+using sdk::Principal;
+using sdk::Response;
+
+struct Tier {
+  std::string name;
+  int64_t limit = 0;
+  std::string scopes;  // space-separated
+};
+
+// Parsed once in the constructor; read-only afterwards.
+struct Settings {
+  std::string keys_file;  // empty: no production keys (dev setups with devkeys only)
+  int64_t window_s = 60;
+  std::unordered_map<std::string, Tier> tiers;
+};
+
+std::unordered_map<std::string, Tier> default_tiers() {
+  return {{"FREE", {"FREE", 100, "read"}},
+          {"PRO", {"PRO", 1000, "read write"}},
+          {"ENTERPRISE", {"ENTERPRISE", 10000, "read write admin"}}};
+}
+
+std::string scopes_from_json(const json& v, const std::string& where) {
+  std::string joined;
+  if (v.is_string()) {
+    joined = v.get<std::string>();
+  } else if (v.is_array()) {
+    for (auto& s : v) {
+      if (!s.is_string()) throw std::invalid_argument(where + ": scopes must be strings");
+      joined += s.get<std::string>() + " ";
+    }
+  } else {
+    throw std::invalid_argument(where + ": scopes must be a string or an array of strings");
+  }
+  try {
+    return join_scopes(split_scopes(joined));
+  } catch (const std::invalid_argument& e) {
+    throw std::invalid_argument(where + ": " + e.what());
+  }
+}
+
+// Throws std::invalid_argument naming the offending key.
+Settings parse_settings(std::string_view config_json) {
+  Settings s;
+  s.tiers = default_tiers();
+  json cfg = json::parse(config_json.begin(), config_json.end(), nullptr, false);
+  if (cfg.is_discarded() || !cfg.is_object()) throw std::invalid_argument("config is not a table");
+  for (auto& [k, v] : cfg.items()) {
+    if (k == "keys_file") {
+      if (!v.is_string()) throw std::invalid_argument("keys_file must be a string (a path)");
+      s.keys_file = v.get<std::string>();
+    } else if (k == "window_s") {
+      if (!v.is_number_integer() || v.get<int64_t>() < 1 || v.get<int64_t>() > 86400)
+        throw std::invalid_argument("window_s must be an integer in 1..86400 (default 60)");
+      s.window_s = v.get<int64_t>();
+    } else if (k == "tiers") {
+      if (!v.is_object()) throw std::invalid_argument("tiers must be a table [plugins.config.tiers.NAME]");
+      for (auto& [name, t] : v.items()) {
+        std::string tier = normalize_tier(name);
+        std::string where = "tiers." + name;
+        if (tier.empty()) throw std::invalid_argument(where + ": tier names match [A-Za-z0-9_]{1,32}");
+        if (!t.is_object()) throw std::invalid_argument(where + ": expected a table with limit and scopes");
+        Tier out{tier, 0, ""};
+        if (auto it = s.tiers.find(tier); it != s.tiers.end()) out = it->second;
+        for (auto& [tk, tv] : t.items()) {
+          if (tk == "limit") {
+            if (!tv.is_number_integer() || tv.get<int64_t>() < 0)
+              throw std::invalid_argument(where + ".limit must be a non-negative integer (requests per window)");
+            out.limit = tv.get<int64_t>();
+          } else if (tk == "scopes") {
+            out.scopes = scopes_from_json(tv, where + ".scopes");
+          } else {
+            throw std::invalid_argument(where + ": unknown key '" + tk + "' (known: limit, scopes)");
+          }
+        }
+        if (!t.contains("limit") && !s.tiers.count(tier))
+          throw std::invalid_argument(where + ": a new tier needs limit = N");
+        s.tiers[tier] = out;
+      }
+    } else {
+      throw std::invalid_argument("unknown key '" + k + "' (known: keys_file, window_s, tiers)");
+    }
+  }
+  return s;
+}
+
+// Scopes in both lists, in the order of `wanted`.
+std::string intersect_scopes(std::string_view wanted, std::string_view allowed) {
+  Principal a{{}, {}, {}, allowed};
+  std::string out;
+  std::string_view rest = wanted;
+  while (!rest.empty()) {
+    auto sp = rest.find(' ');
+    auto s = rest.substr(0, sp);
+    if (!s.empty() && a.has_scope(s)) {
+      if (!out.empty()) out += ' ';
+      out.append(s);
+    }
+    if (sp == std::string_view::npos) break;
+    rest.remove_prefix(sp + 1);
+  }
+  return out;
+}
+
+int64_t unix_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+class Auth final : public sdk::Plugin {
+ public:
+  explicit Auth(sdk::Host h) : Plugin(h) {
+    try {
+      settings_ = parse_settings(host().config_json());
+    } catch (const std::invalid_argument& e) {
+      throw std::runtime_error(std::string("[plugins.config] of auth: ") + e.what());
+    }
+    if (!settings_.keys_file.empty()) {
+      std::vector<std::string> known;
+      for (auto& [name, t] : settings_.tiers) known.push_back(name);
+      // KeysFileError's message is "FILE:LINE: reason"; the host shows it in its exit-2 line.
+      for (auto& r : load_keys_file(settings_.keys_file, known)) {
+        if (r.revoked) ++revoked_count_;
+        std::string hash = r.sha256;
+        keys_.emplace(std::move(hash), std::move(r));
+      }
+    }
+    auto decisions = host().metric(KG_METRIC_COUNTER, "kgents_auth_decisions_total",
+                                   "API requests by authentication / rate-limit outcome",
+                                   {"result"});
+    m_ok_ = decisions.series({"ok"});
+    m_missing_ = decisions.series({"missing_api_key"});
+    m_invalid_ = decisions.series({"invalid_api_key"});
+    m_limited_ = decisions.series({"rate_limited"});
+    m_store_error_ = decisions.series({"store_error"});
+
+    filter("auth.authenticate", 110, [this](Request& req) { return authenticate(req); });
+    filter("auth.enforce", 200, [this](Request& req) { return enforce(req); });
+    route({.method = "GET", .path = "/api/v1/health", .summary = "The caller's identity and tier"},
+          [](Request& req) { api_health(req); });
+    subscribe("billing.tier_changed", [this](std::string_view, std::string_view data,
+                                             std::string_view) { on_tier_changed(data); });
+    health([this] {
+      std::size_t overrides = 0;
+      {
+        std::shared_lock lock(overrides_mu_);
+        overrides = overrides_.size();
+      }
+      json tiers = json::object();
+      for (auto& [name, t] : settings_.tiers) tiers[name] = {{"limit", t.limit}, {"scopes", t.scopes}};
+      json d = {{"keys", keys_.size()},       {"revoked_keys", revoked_count_},
+                {"window_s", settings_.window_s}, {"tiers", tiers},
+                {"tier_overrides", overrides}};
+      return std::pair<kg_health_status, std::string>{KG_HEALTHY, d.dump()};
+    });
+    host().info("auth: " + std::to_string(keys_.size()) + " production keys (" +
+                std::to_string(revoked_count_) + " revoked), " +
+                std::to_string(settings_.tiers.size()) + " tiers, window " +
+                std::to_string(settings_.window_s) + " s");
+  }
+
+ private:
+  // --- authentication of production keys ---------------------------------------------------
+  Flow authenticate(Request& req) {
+    if (req.route_is_public() || req.principal()) return Flow::next;
+    KeyInput in = extract_key([&](std::string_view n, size_t i) { return req.header(n, i); });
+    if (in.kind == KeyInputKind::none) return Flow::next;  // auth.enforce answers 401 missing
+    if (in.kind == KeyInputKind::invalid) return reject_invalid(req, in.reason, {});
+    if (in.key.substr(0, kDevKeyPrefix.size()) == kDevKeyPrefix)
+      return reject_invalid(req, host().production()
+                                     ? "a kg_dev_ key in production mode"
+                                     : "a kg_dev_ key that no loaded plugin (devkeys) accepted",
+                            in.key);
+    auto it = keys_.find(sha256_hex(in.key));
+    if (it == keys_.end()) return reject_invalid(req, "unknown key", in.key);
+    const KeyRecord& k = it->second;
+    if (k.revoked) return reject_invalid(req, "revoked key " + k.id, {});
+    std::string tier = effective_tier(k.tenant_id, k.tier);
+    auto t = settings_.tiers.find(tier);
+    std::string tier_scopes = t == settings_.tiers.end() ? std::string() : t->second.scopes;
+    // A key may narrow its tenant's scopes, never widen them.
+    std::string scopes = k.scopes.empty() ? tier_scopes : intersect_scopes(k.scopes, tier_scopes);
+    req.set_principal({k.user_id, k.tenant_id, tier, scopes});
+    return Flow::next;
+  }
+
+  Flow reject_invalid(Request& req, std::string_view why, std::string_view key) {
+    m_invalid_.add();
+    std::string msg = "auth: rejected an API key (" + std::string(why) + ")";
+    if (!key.empty()) msg += ", key prefix '" + std::string(loggable_prefix(key)) + "'";
+    host().log(KG_LOG_DEBUG, msg, &req);
+    req.error(401, "invalid_api_key", "the API key is not valid");
+    return Flow::done;
+  }
+
+  // --- enforcement: every non-public route ---------------------------------------------------
+  Flow enforce(Request& req) {
+    if (req.route_is_public()) return Flow::next;
+    auto p = req.principal();
+    if (!p) {
+      m_missing_.add();
+      req.error(401, "missing_api_key",
+                "this route needs an API key (X-API-Key or Authorization: Bearer)");
+      return Flow::done;
+    }
+    std::string tenant(p->tenant_id);
+    std::string tier_name = effective_tier(tenant, p->tier);
+    auto t = settings_.tiers.find(tier_name);
+    if (t == settings_.tiers.end()) {
+      host().log(KG_LOG_WARN, "auth: tier '" + tier_name + "' of tenant '" + tenant +
+                                  "' is not configured; add it to [plugins.config.tiers]", &req);
+      req.error(403, "insufficient_scope", "the caller's tier is not configured");
+      return Flow::done;
+    }
+    const Tier& tier = t->second;
+    if (tier_name != p->tier || p->scopes.empty()) {
+      // The tier changed at run time (or the authenticator left scopes to the tier).
+      std::string user(p->user_id);
+      req.set_principal({user, tenant, tier.name, tier.scopes});
+    }
+
+    const int64_t window_s = settings_.window_s;
+    const Window w = window_at(unix_ms(), window_s);
+    const int64_t limit = tier.limit;
+    const std::string tier_label = tier.name;
+    return store_in_filter(
+        req,
+        [&](sdk::Host::StoreDone later) {
+          return host().incr(counter_key(tenant, w.start_s), 1, std::chrono::milliseconds(w.ttl_ms),
+                             std::move(later));
+        },
+        [&](Request& r, const StoreResult& res) {
+          Verdict v = verdict(res, limit, w, &r);
+          for (auto& h : rate_limit_headers(v, tier_label, window_s)) r.add_header(h.name, h.value);
+          if (v.allowed) return Flow::next;
+          r.error(429, "rate_limited", limited_message(tier_label, limit, window_s));
+          return Flow::done;
+        },
+        [this, limit, w, tier_label, window_s, request_id = std::string(req.id())](
+            Responder& responder, const StoreResult& res) {
+          Verdict v = verdict(res, limit, w, nullptr);
+          std::vector<Header> headers;
+          for (auto& h : rate_limit_headers(v, tier_label, window_s))
+            headers.push_back({h.name, h.value});
+          if (v.allowed) return responder.proceed(headers);
+          // complete_error cannot carry headers, so the error JSON is built here (same shape).
+          json body = {{"error",
+                        {{"code", "rate_limited"},
+                         {"message", limited_message(tier_label, limit, window_s)},
+                         {"request_id", request_id}}}};
+          responder.complete(Response{429, body.dump(), {}, std::move(headers)});
+        });
+  }
+
+  Verdict verdict(const StoreResult& res, int64_t limit, const Window& w, const Request* req) {
+    if (res.status != KG_OK) {
+      // The Redis backend already falls back to per-replica memory counts; an error here is
+      // unexpected. Fail open (no 5xx, CONTRACT §4) and say so.
+      m_store_error_.add();
+      host().log(KG_LOG_WARN,
+                 "auth: rate-limit counter unavailable (store status " + std::to_string(res.status) +
+                     "); letting the request through",
+                 req);
+      return judge(0, limit, w);
+    }
+    Verdict v = judge(res.value, limit, w);
+    (v.allowed ? m_ok_ : m_limited_).add();
+    return v;
+  }
+
+  static std::string limited_message(const std::string& tier, int64_t limit, int64_t window_s) {
+    return "rate limit of " + std::to_string(limit) + " requests per " + std::to_string(window_s) +
+           " s for tier " + tier + " exceeded; retry after Retry-After seconds";
+  }
+
+  static void api_health(Request& req) {
+    auto p = req.principal();
+    if (!p) return req.error(401, "missing_api_key", "this route needs an API key");
+    json scopes = json::array();
+    std::string_view rest = p->scopes;
+    while (!rest.empty()) {
+      auto sp = rest.find(' ');
+      if (auto s = rest.substr(0, sp); !s.empty()) scopes.push_back(std::string(s));
+      if (sp == std::string_view::npos) break;
+      rest.remove_prefix(sp + 1);
+    }
+    json body = {{"status", "ok"},
+                 {"user_id", std::string(p->user_id)},
+                 {"tenant_id", std::string(p->tenant_id)},
+                 {"tier", std::string(p->tier)},
+                 {"scopes", scopes}};
+    req.respond(200, body.dump());
+  }
+
+  // --- run-time tier changes --------------------------------------------------------------
+  std::string effective_tier(std::string_view tenant, std::string_view tier) const {
+    if (has_overrides_.load(std::memory_order_acquire)) {
+      std::shared_lock lock(overrides_mu_);
+      if (auto it = overrides_.find(std::string(tenant)); it != overrides_.end()) return it->second;
+    }
+    return std::string(tier);
+  }
+
+  void on_tier_changed(std::string_view data) {
+    json j = json::parse(data.begin(), data.end(), nullptr, false);
+    if (j.is_discarded() || !j.is_object() || !j.contains("tenant_id") || !j.contains("tier") ||
+        !j["tenant_id"].is_string() || !j["tier"].is_string() ||
+        j["tenant_id"].get<std::string>().empty()) {
+      host().warn("auth: ignored a billing.tier_changed event without string tenant_id and tier");
+      return;
+    }
+    std::string tenant = j["tenant_id"].get<std::string>();
+    std::string tier = normalize_tier(j["tier"].get<std::string>());
+    if (tier.empty() || !settings_.tiers.count(tier)) {
+      host().warn("auth: ignored billing.tier_changed for tenant '" + tenant + "': tier '" +
+                  j["tier"].get<std::string>() + "' is not configured");
+      return;
+    }
+    {
+      std::unique_lock lock(overrides_mu_);
+      overrides_[tenant] = tier;
+    }
+    has_overrides_.store(true, std::memory_order_release);
+    host().info("auth: tenant '" + tenant + "' is now on tier " + tier);
+  }
+
+  Settings settings_;
+  std::unordered_map<std::string, KeyRecord> keys_;  // by sha256 hex; read-only after create
+  std::size_t revoked_count_ = 0;
+
+  mutable std::shared_mutex overrides_mu_;  // guards overrides_
+  std::unordered_map<std::string, std::string> overrides_;  // tenant -> tier (bus)
+  std::atomic<bool> has_overrides_{false};
+
+  sdk::Metric::Series m_ok_, m_missing_, m_invalid_, m_limited_, m_store_error_;
+};
+
+}  // namespace
+}  // namespace kghost::auth
+
+KGHOST_PLUGIN(kghost::auth::Auth, "auth", "1.0.0",
+              "API keys, tiers, scopes and fixed-window rate limits", 0)
