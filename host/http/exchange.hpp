@@ -72,10 +72,10 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
   std::string_view query;  // after '?'
   std::string remote_addr;
   std::string request_id;
-  std::string traceparent;
-  std::string_view trace_id() const {
-    return traceparent.size() >= 35 ? std::string_view(traceparent).substr(3, 32) : std::string_view();
-  }
+  // The W3C traceparent: the client's continued, or a new one. Made on first use, since most
+  // requests never log or call out. [request thread]
+  const std::string& traceparent() const;
+  std::string_view trace_id() const { return std::string_view(traceparent()).substr(3, 32); }
   std::chrono::steady_clock::time_point started;
   uint64_t request_bytes = 0;
 
@@ -91,6 +91,7 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
 
   std::shared_ptr<Transport> transport;
   Pipeline* pipeline = nullptr;  // set when the pipeline takes the exchange
+  mutable std::string traceparent_;
   // Decoded values handed to plugins as borrowed views (query parameters).
   std::vector<std::unique_ptr<std::string>> scratch;
 };

@@ -88,6 +88,11 @@ std::string continue_traceparent(std::optional<std::string_view> in) {
   return "00-" + random_hex(32) + "-" + random_hex(16) + "-01";
 }
 
+const std::string& Exchange::traceparent() const {
+  if (traceparent_.empty()) traceparent_ = continue_traceparent(header("traceparent", 0));
+  return traceparent_;
+}
+
 std::string Pipeline::add_route(RouteInfo info, HandlerEntry handler) {
   info.handler = handlers_.size();
   std::string err = router_.add(std::move(info));
@@ -108,7 +113,6 @@ void Pipeline::handle(const std::shared_ptr<Exchange>& ex) {
   auto incoming_id = ex->header("x-request-id", 0);
   ex->request_id = incoming_id && valid_request_id(*incoming_id) ? std::string(*incoming_id)
                                                                   : new_request_id();
-  ex->traceparent = continue_traceparent(ex->header("traceparent", 0));
   std::string_view target = ex->target();
   auto q = target.find('?');
   ex->path = target.substr(0, q);

@@ -45,6 +45,7 @@ class BeastExchange final : public Exchange {
     return std::nullopt;
   }
   bool keep_alive() const { return req_.keep_alive(); }
+  unsigned version() const { return req_.version(); }
 
  private:
   http::request<http::string_body> req_;
@@ -102,21 +103,39 @@ class Connection final : public Transport, public std::enable_shared_from_this<C
     net::post(stream_.get_executor(), [self = shared_from_this(), fn = std::move(fn)] { fn(); });
   }
 
+  // Serialises by hand into one reused buffer: for small responses this is much cheaper than
+  // Beast's serializer, and the format is fixed (status line, our headers, Content-Length).
   void send(HttpResponse&& r) override {
-    res_ = {};
-    res_.version(11);
-    res_.result(r.status);
-    res_.set(http::field::content_type, r.content_type.empty() ? "application/json" : r.content_type);
-    for (auto& [name, value] : r.headers) res_.insert(name, value);
-    res_.body() = std::move(r.body);
     bool keep = current_ && current_->keep_alive() && !srv_.draining && !close_after_;
-    res_.keep_alive(keep);
-    res_.prepare_payload();
+    bool head_only = current_ && current_->method() == "HEAD";
+    out_.clear();
+    out_ += "HTTP/1.1 ";
+    out_ += std::to_string(r.status);
+    out_ += ' ';
+    auto reason = http::obsolete_reason(static_cast<http::status>(r.status));
+    out_.append(reason.data(), reason.size());
+    out_ += "\r\nContent-Type: ";
+    out_ += r.content_type.empty() ? std::string_view("application/json") : r.content_type;
+    for (auto& [name, value] : r.headers) {
+      out_ += "\r\n";
+      out_ += name;
+      out_ += ": ";
+      out_ += value;
+    }
+    out_ += "\r\nContent-Length: ";
+    out_ += std::to_string(r.body.size());
+    if (!keep) {
+      out_ += "\r\nConnection: close";
+    } else if (current_ && current_->version() == 10) {
+      out_ += "\r\nConnection: keep-alive";
+    }
+    out_ += "\r\n\r\n";
+    if (!head_only) out_ += r.body;
     stream_.expires_after(srv_.cfg.idle_timeout);
-    http::async_write(stream_, res_,
-                      [self = shared_from_this(), keep](beast::error_code ec, std::size_t) {
-                        self->on_written(ec, keep);
-                      });
+    net::async_write(stream_, net::buffer(out_),
+                     [self = shared_from_this(), keep](beast::error_code ec, std::size_t) {
+                       self->on_written(ec, keep);
+                     });
   }
 
   std::shared_ptr<StreamState> begin_stream(HttpResponse&& head,
@@ -142,47 +161,57 @@ class Connection final : public Transport, public std::enable_shared_from_this<C
     parser_.emplace();
     parser_->header_limit(static_cast<std::uint32_t>(srv_.cfg.max_header_bytes));
     parser_->body_limit(srv_.cfg.max_body_bytes);
-    if (buffer_.size() > 0) return read_header();
+    parser_->eager(true);
+    bytes_in_ = 0;
+    if (buffer_.size() > 0) {  // a pipelined request is already here
+      started_ = std::chrono::steady_clock::now();
+      return parse();
+    }
     // Idle keep-alive: wait for the first byte of the next request.
-    stream_.expires_after(srv_.cfg.idle_timeout);
-    stream_.async_read_some(buffer_.prepare(4096),
-                            [self = shared_from_this()](beast::error_code ec, std::size_t n) {
+    read_more(srv_.cfg.idle_timeout, true);
+  }
+
+  // One read into the buffer; `first` marks the first bytes of a request, which start the
+  // header deadline. The header section has one deadline from its first byte; a body gets a
+  // fresh one per read, so only a gap longer than body_timeout closes the connection.
+  void read_more(std::chrono::seconds timeout, bool first = false) {
+    if (first || parser_->is_header_done()) stream_.expires_after(timeout);
+    stream_.async_read_some(buffer_.prepare(16 * 1024),
+                            [self = shared_from_this(), first](beast::error_code ec, std::size_t n) {
                               if (ec) return self->close();
                               self->buffer_.commit(n);
-                              self->read_header();
+                              if (first) {
+                                self->started_ = std::chrono::steady_clock::now();
+                                self->stream_.expires_after(self->srv_.cfg.header_timeout);
+                              }
+                              self->parse();
                             });
   }
 
-  void read_header() {
-    started_ = std::chrono::steady_clock::now();
-    stream_.expires_after(srv_.cfg.header_timeout);  // whole header section within the limit
-    http::async_read_header(stream_, buffer_, *parser_,
-                            [self = shared_from_this()](beast::error_code ec, std::size_t n) {
-                              self->on_header(ec, n);
-                            });
-  }
-
-  void on_header(beast::error_code ec, std::size_t n) {
-    bytes_in_ = n;
-    if (ec) return on_read_error(ec);
-    if (auto len = parser_->content_length(); len && *len > srv_.cfg.max_body_bytes) {
-      return reject(413, "payload_too_large",
-                    "the body is larger than the limit of " +
-                        std::to_string(srv_.cfg.max_body_bytes) + " bytes");
+  // Feeds what is buffered to the parser; dispatches a complete request, else reads more.
+  void parse() {
+    beast::error_code ec;
+    bool header_was_done = parser_->is_header_done();
+    while (buffer_.size() > 0 && !parser_->is_done()) {
+      std::size_t n = parser_->put(buffer_.data(), ec);
+      buffer_.consume(n);
+      bytes_in_ += n;
+      if (ec == http::error::need_more) {
+        ec = {};
+        break;
+      }
+      if (ec) return on_read_error(ec);
+      if (n == 0) break;
+    }
+    if (!header_was_done && parser_->is_header_done()) {
+      if (auto len = parser_->content_length(); len && *len > srv_.cfg.max_body_bytes) {
+        return reject(413, "payload_too_large",
+                      "the body is larger than the limit of " +
+                          std::to_string(srv_.cfg.max_body_bytes) + " bytes");
+      }
     }
     if (parser_->is_done()) return dispatch();
-    read_body();
-  }
-
-  void read_body() {
-    stream_.expires_after(srv_.cfg.body_timeout);  // a gap longer than this closes the connection
-    http::async_read_some(stream_, buffer_, *parser_,
-                          [self = shared_from_this()](beast::error_code ec, std::size_t n) {
-                            self->bytes_in_ += n;
-                            if (ec) return self->on_read_error(ec);
-                            if (self->parser_->is_done()) return self->dispatch();
-                            self->read_body();
-                          });
+    read_more(parser_->is_header_done() ? srv_.cfg.body_timeout : srv_.cfg.header_timeout);
   }
 
   void on_read_error(beast::error_code ec) {
@@ -239,7 +268,7 @@ class Connection final : public Transport, public std::enable_shared_from_this<C
   HttpServer::Impl& srv_;
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
-  http::response<http::string_body> res_;
+  std::string out_;  // the response being written
   std::shared_ptr<BeastExchange> current_;
   std::string remote_;
   std::chrono::steady_clock::time_point started_;

@@ -143,7 +143,7 @@ int32_t api_route_public(kg_request* r) {
 kg_str api_body(kg_request* r) { return ks(ex_of(r)->body()); }
 kg_str api_request_id(kg_request* r) { return ks(ex_of(r)->request_id); }
 kg_str api_remote_addr(kg_request* r) { return ks(ex_of(r)->remote_addr); }
-kg_str api_traceparent(kg_request* r) { return ks(ex_of(r)->traceparent); }
+kg_str api_traceparent(kg_request* r) { return ks(ex_of(r)->traceparent()); }
 kg_status api_header(kg_request* r, kg_str name, size_t index, kg_str* out) {
   auto v = ex_of(r)->header(sv(name), index);
   if (!v) return KG_ERR_NOT_FOUND;

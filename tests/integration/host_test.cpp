@@ -400,8 +400,13 @@ TEST(Drain, SigtermFinishesFiftySlowRequestsTurnsNotReadyAndExits0) {
   ASSERT_TRUE(wait_until([&] { return body_json(host.get("/c/ticks"))["pending"] == 50; }));
   host.process().signal(SIGTERM);
 
-  ASSERT_TRUE(probe.send("GET /health/ready HTTP/1.1\r\nHost: x\r\n\r\n"));
-  auto ready = probe.read_response();
+  // The signal is handled asynchronously: ask over the open connection until the answer flips.
+  HttpResult ready;
+  EXPECT_TRUE(wait_until([&] {
+    if (!probe.send("GET /health/ready HTTP/1.1\r\nHost: x\r\n\r\n")) return true;
+    ready = probe.read_response();
+    return ready.status != 200;
+  }));
   EXPECT_EQ(ready.status, 503);
   EXPECT_EQ(body_json(ready)["status"], "not_ready");
 
