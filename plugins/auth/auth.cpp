@@ -8,10 +8,9 @@
 // Other authenticators (devkeys, order 100) run first and set the principal; auth.authenticate
 // then leaves the request alone, and auth.enforce rate-limits every principal the same way.
 // Public routes are skipped entirely: nothing to enforce, and no cost on them.
-#include <kghost/plugin.hpp>
-
 #include <atomic>
 #include <chrono>
+#include <kghost/plugin.hpp>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <shared_mutex>
@@ -84,23 +83,28 @@ Settings parse_settings(std::string_view config_json) {
         throw std::invalid_argument("window_s must be an integer in 1..86400 (default 60)");
       s.window_s = v.get<int64_t>();
     } else if (k == "tiers") {
-      if (!v.is_object()) throw std::invalid_argument("tiers must be a table [plugins.config.tiers.NAME]");
+      if (!v.is_object())
+        throw std::invalid_argument("tiers must be a table [plugins.config.tiers.NAME]");
       for (auto& [name, t] : v.items()) {
         std::string tier = normalize_tier(name);
         std::string where = "tiers." + name;
-        if (tier.empty()) throw std::invalid_argument(where + ": tier names match [A-Za-z0-9_]{1,32}");
-        if (!t.is_object()) throw std::invalid_argument(where + ": expected a table with limit and scopes");
+        if (tier.empty())
+          throw std::invalid_argument(where + ": tier names match [A-Za-z0-9_]{1,32}");
+        if (!t.is_object())
+          throw std::invalid_argument(where + ": expected a table with limit and scopes");
         Tier out{tier, 0, ""};
         if (auto it = s.tiers.find(tier); it != s.tiers.end()) out = it->second;
         for (auto& [tk, tv] : t.items()) {
           if (tk == "limit") {
             if (!tv.is_number_integer() || tv.get<int64_t>() < 0)
-              throw std::invalid_argument(where + ".limit must be a non-negative integer (requests per window)");
+              throw std::invalid_argument(
+                  where + ".limit must be a non-negative integer (requests per window)");
             out.limit = tv.get<int64_t>();
           } else if (tk == "scopes") {
             out.scopes = scopes_from_json(tv, where + ".scopes");
           } else {
-            throw std::invalid_argument(where + ": unknown key '" + tk + "' (known: limit, scopes)");
+            throw std::invalid_argument(where + ": unknown key '" + tk +
+                                        "' (known: limit, scopes)");
           }
         }
         if (!t.contains("limit") && !s.tiers.count(tier))
@@ -156,9 +160,9 @@ class Auth final : public sdk::Plugin {
         keys_.emplace(std::move(hash), std::move(r));
       }
     }
-    auto decisions = host().metric(KG_METRIC_COUNTER, "kgents_auth_decisions_total",
-                                   "API requests by authentication / rate-limit outcome",
-                                   {"result"});
+    auto decisions =
+        host().metric(KG_METRIC_COUNTER, "kgents_auth_decisions_total",
+                      "API requests by authentication / rate-limit outcome", {"result"});
     m_ok_ = decisions.series({"ok"});
     m_missing_ = decisions.series({"missing_api_key"});
     m_invalid_ = decisions.series({"invalid_api_key"});
@@ -178,9 +182,12 @@ class Auth final : public sdk::Plugin {
         overrides = overrides_.size();
       }
       json tiers = json::object();
-      for (auto& [name, t] : settings_.tiers) tiers[name] = {{"limit", t.limit}, {"scopes", t.scopes}};
-      json d = {{"keys", keys_.size()},       {"revoked_keys", revoked_count_},
-                {"window_s", settings_.window_s}, {"tiers", tiers},
+      for (auto& [name, t] : settings_.tiers)
+        tiers[name] = {{"limit", t.limit}, {"scopes", t.scopes}};
+      json d = {{"keys", keys_.size()},
+                {"revoked_keys", revoked_count_},
+                {"window_s", settings_.window_s},
+                {"tiers", tiers},
                 {"tier_overrides", overrides}};
       return std::pair<kg_health_status, std::string>{KG_HEALTHY, d.dump()};
     });
@@ -198,9 +205,10 @@ class Auth final : public sdk::Plugin {
     if (in.kind == KeyInputKind::none) return Flow::next;  // auth.enforce answers 401 missing
     if (in.kind == KeyInputKind::invalid) return reject_invalid(req, in.reason, {});
     if (in.key.substr(0, kDevKeyPrefix.size()) == kDevKeyPrefix)
-      return reject_invalid(req, host().production()
-                                     ? "a kg_dev_ key in production mode"
-                                     : "a kg_dev_ key that no loaded plugin (devkeys) accepted",
+      return reject_invalid(req,
+                            host().production()
+                                ? "a kg_dev_ key in production mode"
+                                : "a kg_dev_ key that no loaded plugin (devkeys) accepted",
                             in.key);
     auto it = keys_.find(sha256_hex(in.key));
     if (it == keys_.end()) return reject_invalid(req, "unknown key", in.key);
@@ -238,8 +246,10 @@ class Auth final : public sdk::Plugin {
     std::string tier_name = effective_tier(tenant, p->tier);
     auto t = settings_.tiers.find(tier_name);
     if (t == settings_.tiers.end()) {
-      host().log(KG_LOG_WARN, "auth: tier '" + tier_name + "' of tenant '" + tenant +
-                                  "' is not configured; add it to [plugins.config.tiers]", &req);
+      host().log(KG_LOG_WARN,
+                 "auth: tier '" + tier_name + "' of tenant '" + tenant +
+                     "' is not configured; add it to [plugins.config.tiers]",
+                 &req);
       req.error(403, "insufficient_scope", "the caller's tier is not configured");
       return Flow::done;
     }
@@ -289,8 +299,8 @@ class Auth final : public sdk::Plugin {
       // unexpected. Fail open (no 5xx, CONTRACT §4) and say so.
       m_store_error_.add();
       host().log(KG_LOG_WARN,
-                 "auth: rate-limit counter unavailable (store status " + std::to_string(res.status) +
-                     "); letting the request through",
+                 "auth: rate-limit counter unavailable (store status " +
+                     std::to_string(res.status) + "); letting the request through",
                  req);
       return judge(0, limit, w);
     }
@@ -359,7 +369,7 @@ class Auth final : public sdk::Plugin {
   std::unordered_map<std::string, KeyRecord> keys_;  // by sha256 hex; read-only after create
   std::size_t revoked_count_ = 0;
 
-  mutable std::shared_mutex overrides_mu_;  // guards overrides_
+  mutable std::shared_mutex overrides_mu_;                  // guards overrides_
   std::unordered_map<std::string, std::string> overrides_;  // tenant -> tier (bus)
   std::atomic<bool> has_overrides_{false};
 

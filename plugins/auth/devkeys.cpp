@@ -6,9 +6,8 @@
 // As a second line of defence it never accepts a key while host().production() is true.
 // It only authenticates; the auth plugin's enforcer (order 200) applies tiers and rate limits,
 // so dev setups load both (config/dev.toml does).
-#include <kghost/plugin.hpp>
-
 #include <array>
+#include <kghost/plugin.hpp>
 #include <string_view>
 
 #include "key_input.hpp"

@@ -18,9 +18,8 @@
 // Candidate for the SDK (kghost::sdk::Host::incr_in_filter or similar).
 #pragma once
 
-#include <kghost/plugin.hpp>
-
 #include <functional>
+#include <kghost/plugin.hpp>
 #include <memory>
 #include <mutex>
 #include <optional>

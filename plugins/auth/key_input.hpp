@@ -52,7 +52,8 @@ inline std::string_view trim(std::string_view s) {
 template <class HeaderFn>
 KeyInput extract_key(HeaderFn&& header) {
   std::optional<std::string_view> api = header("x-api-key", 0);
-  if (api && header("x-api-key", 1)) return {KeyInputKind::invalid, {}, "more than one X-API-Key header"};
+  if (api && header("x-api-key", 1))
+    return {KeyInputKind::invalid, {}, "more than one X-API-Key header"};
   std::optional<std::string_view> authz = header("authorization", 0);
   if (authz && header("authorization", 1))
     return {KeyInputKind::invalid, {}, "more than one Authorization header"};
@@ -71,12 +72,15 @@ KeyInput extract_key(HeaderFn&& header) {
     if (!well_formed_key(k))
       return {KeyInputKind::invalid, {}, "X-API-Key is empty, too long or has invalid characters"};
     if (bearer && *bearer != k)
-      return {KeyInputKind::invalid, {}, "X-API-Key and Authorization: Bearer carry different keys"};
+      return {
+          KeyInputKind::invalid, {}, "X-API-Key and Authorization: Bearer carry different keys"};
     return {KeyInputKind::key, k, {}};
   }
   if (bearer) {
     if (!well_formed_key(*bearer))
-      return {KeyInputKind::invalid, {}, "the Bearer token is empty, too long or has invalid characters"};
+      return {KeyInputKind::invalid,
+              {},
+              "the Bearer token is empty, too long or has invalid characters"};
     return {KeyInputKind::key, *bearer, {}};
   }
   return {};

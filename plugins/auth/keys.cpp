@@ -61,8 +61,8 @@ std::vector<std::string> split_scopes(std::string_view scopes) {
     if (cur.empty()) return;
     if (cur.size() > 64) throw std::invalid_argument("scope '" + cur + "' is longer than 64");
     for (char c : cur)
-      if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == ':' ||
-            c == '.' || c == '-'))
+      if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == ':' || c == '.' ||
+            c == '-'))
         throw std::invalid_argument("scope '" + cur + "' must match [a-z0-9_:.-]+");
     bool dup = false;
     for (auto& s : out) dup = dup || s == cur;
@@ -105,7 +105,9 @@ std::vector<KeyRecord> parse_keys(std::string_view text, const std::string& sour
     };
     nlohmann::json j = nlohmann::json::parse(line.begin(), line.end(), nullptr, false);
     if (j.is_discarded() || !j.is_object())
-      throw fail("not a JSON object; each line is {\"sha256\":…,\"tenant_id\":…,\"user_id\":…,\"tier\":…}");
+      throw fail(
+          "not a JSON object; each line is "
+          "{\"sha256\":…,\"tenant_id\":…,\"user_id\":…,\"tier\":…}");
     KeyRecord r;
     auto str_field = [&](const char* name, bool required) -> std::string {
       auto it = j.find(name);
@@ -117,19 +119,22 @@ std::vector<KeyRecord> parse_keys(std::string_view text, const std::string& sour
       return it->get<std::string>();
     };
     for (auto& [k, v] : j.items()) {
-      static const std::set<std::string> kKnown = {"sha256", "tenant_id", "user_id", "tier", "scopes",
-                                                   "revoked", "id", "created", "note"};
+      static const std::set<std::string> kKnown = {
+          "sha256", "tenant_id", "user_id", "tier", "scopes", "revoked", "id", "created", "note"};
       if (!kKnown.count(k))
-        throw fail("unknown field \"" + k +
-                   "\" (known: sha256, tenant_id, user_id, tier, scopes, revoked, id, created, note)");
+        throw fail(
+            "unknown field \"" + k +
+            "\" (known: sha256, tenant_id, user_id, tier, scopes, revoked, id, created, note)");
     }
     r.sha256 = str_field("sha256", true);
     if (!is_hex64(r.sha256)) throw fail("\"sha256\" must be 64 lower-case hex digits");
     if (!hashes.insert(r.sha256).second) throw fail("this sha256 is listed twice; keep one line");
     r.tenant_id = str_field("tenant_id", true);
-    if (!valid_ident(r.tenant_id)) throw fail("\"tenant_id\" must be 1..128 printable ASCII characters");
+    if (!valid_ident(r.tenant_id))
+      throw fail("\"tenant_id\" must be 1..128 printable ASCII characters");
     r.user_id = str_field("user_id", true);
-    if (!valid_ident(r.user_id)) throw fail("\"user_id\" must be 1..128 printable ASCII characters");
+    if (!valid_ident(r.user_id))
+      throw fail("\"user_id\" must be 1..128 printable ASCII characters");
     std::string tier = str_field("tier", true);
     r.tier = normalize_tier(tier);
     if (r.tier.empty()) throw fail("\"tier\" must match [A-Za-z0-9_]{1,32}, got \"" + tier + "\"");
@@ -169,8 +174,9 @@ std::vector<KeyRecord> load_keys_file(const std::string& path,
                                       const std::vector<std::string>& known_tiers) {
   std::ifstream in(path, std::ios::binary);
   if (!in)
-    throw KeysFileError(path + ": cannot read the keys file (does it exist? check keys_file in "
-                               "[plugins.config] of auth)");
+    throw KeysFileError(path +
+                        ": cannot read the keys file (does it exist? check keys_file in "
+                        "[plugins.config] of auth)");
   std::stringstream ss;
   ss << in.rdbuf();
   return parse_keys(ss.str(), path, known_tiers);

@@ -13,12 +13,12 @@ namespace kghost::auth {
 
 // One line of the keys file. The key itself is never stored, only its SHA-256.
 struct KeyRecord {
-  std::string id;         // public key id, "key_" + first 12 hex of the hash: safe to log
-  std::string sha256;     // 64 lower-case hex digits
+  std::string id;      // public key id, "key_" + first 12 hex of the hash: safe to log
+  std::string sha256;  // 64 lower-case hex digits
   std::string tenant_id;
   std::string user_id;
-  std::string tier;       // upper case, e.g. "PRO"
-  std::string scopes;     // space-separated; empty: the tier's scopes
+  std::string tier;    // upper case, e.g. "PRO"
+  std::string scopes;  // space-separated; empty: the tier's scopes
   bool revoked = false;
 };
 

@@ -104,7 +104,8 @@ int cmd_new(const std::map<std::string, std::string>& f) {
   int fd = ::open(file.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
   if (fd < 0) throw std::runtime_error(file + ": cannot open for appending");
   std::string out = (existing.empty() || existing.back() == '\n' ? "" : "\n") + line + "\n";
-  bool ok = ::write(fd, out.data(), out.size()) == static_cast<ssize_t>(out.size()) && ::fsync(fd) == 0;
+  bool ok =
+      ::write(fd, out.data(), out.size()) == static_cast<ssize_t>(out.size()) && ::fsync(fd) == 0;
   ::close(fd);
   if (!ok) throw std::runtime_error(file + ": write failed");
 
@@ -141,7 +142,8 @@ int cmd_revoke(const std::map<std::string, std::string>& f) {
     o << out;
     if (!o) throw std::runtime_error(tmp + ": write failed");
   }
-  std::filesystem::permissions(tmp, std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
+  std::filesystem::permissions(
+      tmp, std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
   std::filesystem::rename(tmp, file);
   std::cerr << "revoked " << id << "; restart kghost (or roll the deployment) to apply it\n";
   return 0;

@@ -10,9 +10,9 @@
 namespace kghost::auth {
 
 struct Window {
-  int64_t start_s = 0;   // unix seconds, a multiple of the window length
-  int64_t reset_s = 0;   // seconds until the window ends, rounded up: 1..window_s
-  int64_t ttl_ms = 0;    // TTL for the counter key: to the window's end plus a grace second
+  int64_t start_s = 0;  // unix seconds, a multiple of the window length
+  int64_t reset_s = 0;  // seconds until the window ends, rounded up: 1..window_s
+  int64_t ttl_ms = 0;   // TTL for the counter key: to the window's end plus a grace second
 };
 
 // The fixed window containing `now_ms` (unix ms). Windows are aligned to the epoch, so every
@@ -66,10 +66,10 @@ inline std::vector<HeaderPair> rate_limit_headers(const Verdict& v, std::string_
   h.push_back({"X-RateLimit-Limit", std::to_string(v.limit)});
   h.push_back({"X-RateLimit-Remaining", std::to_string(v.remaining)});
   h.push_back({"X-RateLimit-Reset", std::to_string(v.reset_s)});
-  h.push_back({"RateLimit-Policy", "\"" + t + "\";q=" + std::to_string(v.limit) + ";w=" +
-                                       std::to_string(window_s)});
-  h.push_back({"RateLimit", "\"" + t + "\";r=" + std::to_string(v.remaining) + ";t=" +
-                                std::to_string(v.reset_s)});
+  h.push_back({"RateLimit-Policy",
+               "\"" + t + "\";q=" + std::to_string(v.limit) + ";w=" + std::to_string(window_s)});
+  h.push_back({"RateLimit", "\"" + t + "\";r=" + std::to_string(v.remaining) +
+                                ";t=" + std::to_string(v.reset_s)});
   if (!v.allowed) h.push_back({"Retry-After", std::to_string(v.reset_s)});
   return h;
 }

@@ -5,8 +5,8 @@
 #include <atomic>
 #include <chrono>
 #include <fstream>
-#include <sstream>
 #include <nlohmann/json.hpp>
+#include <sstream>
 #include <thread>
 
 #include "host.hpp"
@@ -33,8 +33,10 @@ std::string make_config(const Cfg& c) {
   }
   s += "[[plugins]]\nname = \"hello\"\n";
   s += "[[plugins]]\nname = \"auth\"\n[plugins.config]\n" + c.auth + "\n";
-  s += "[[plugins]]\nname = \"devkeys\"\nenabled = " + std::string(c.devkeys ? "true" : "false") + "\n";
-  s += "[[plugins]]\nname = \"tier_publisher\"\npath = \"${KG_TEST_PLUGIN_DIR}/kg_tier_publisher.so\"\n";
+  s += "[[plugins]]\nname = \"devkeys\"\nenabled = " + std::string(c.devkeys ? "true" : "false") +
+       "\n";
+  s += "[[plugins]]\nname = \"tier_publisher\"\npath = "
+       "\"${KG_TEST_PLUGIN_DIR}/kg_tier_publisher.so\"\n";
   return s;
 }
 
@@ -82,8 +84,8 @@ void expect_rate_headers(const HttpResult& r, const std::string& tier, int64_t l
   EXPECT_LE(reset, window_s);
   EXPECT_EQ(r.header("RateLimit-Policy"),
             "\"" + tier + "\";q=" + std::to_string(limit) + ";w=" + std::to_string(window_s));
-  EXPECT_EQ(r.header("RateLimit"), "\"" + tier + "\";r=" + std::to_string(remaining) +
-                                       ";t=" + std::to_string(reset));
+  EXPECT_EQ(r.header("RateLimit"),
+            "\"" + tier + "\";r=" + std::to_string(remaining) + ";t=" + std::to_string(reset));
 }
 
 // Runs kghost-keys; returns (exit code, output).
@@ -96,8 +98,8 @@ RunResult keys_tool(const std::vector<std::string>& args) {
 }
 std::string mint(const std::string& file, const std::string& tenant, const std::string& user,
                  const std::string& tier, const std::string& scopes = "") {
-  std::vector<std::string> args = {"new", "--tenant", tenant, "--user", user, "--tier", tier,
-                                   "--file", file};
+  std::vector<std::string> args = {"new",    "--tenant", tenant,   "--user", user,
+                                   "--tier", tier,       "--file", file};
   if (!scopes.empty()) args.insert(args.end(), {"--scopes", scopes});
   auto r = keys_tool(args);
   EXPECT_EQ(r.exit_code, 0) << r.output;
@@ -171,8 +173,8 @@ TEST_F(DevAuth, MissingKeyIs401WithoutRateLimitHeaders) {
 
 TEST_F(DevAuth, UnknownAndMalformedKeysAre401InvalidNever500) {
   for (auto& form : kForms) {
-    for (std::string key : std::vector<std::string>{"kg_dev_mallory", "nope", std::string(257, 'a'), "kg_dev_b\xc3\xb6",
-                                                    "kg_dev\tbob"}) {
+    for (std::string key : std::vector<std::string>{"kg_dev_mallory", "nope", std::string(257, 'a'),
+                                                    "kg_dev_b\xc3\xb6", "kg_dev\tbob"}) {
       auto r = host_->get("/api/v1/health", key_header(form, key));
       EXPECT_EQ(r.status, 401) << form << " " << key.size();
       EXPECT_EQ(code(r), "invalid_api_key") << form;
@@ -189,10 +191,11 @@ TEST_F(DevAuth, UnknownAndMalformedKeysAre401InvalidNever500) {
   EXPECT_EQ(code(host_->get("/api/v1/health", {"X-API-Key: " + std::string(256, 'a')})),
             "invalid_api_key");
   // Empty values, sent raw so nothing drops them.
-  for (std::string hdr : {"X-API-Key: \r\n", "Authorization: Bearer\r\n", "Authorization: Bearer  \r\n",
-                          "X-API-Key: kg_dev_bob\r\nX-API-Key: kg_dev_bob\r\n",
-                          "X-API-Key: kg_dev_bob\r\nAuthorization: Bearer kg_dev_alice\r\n",
-                          "Authorization: Bearer kg_dev_bob\r\nAuthorization: Bearer kg_dev_bob\r\n"}) {
+  for (std::string hdr :
+       {"X-API-Key: \r\n", "Authorization: Bearer\r\n", "Authorization: Bearer  \r\n",
+        "X-API-Key: kg_dev_bob\r\nX-API-Key: kg_dev_bob\r\n",
+        "X-API-Key: kg_dev_bob\r\nAuthorization: Bearer kg_dev_alice\r\n",
+        "Authorization: Bearer kg_dev_bob\r\nAuthorization: Bearer kg_dev_bob\r\n"}) {
     RawClient c(host_->port());
     ASSERT_TRUE(c.send("GET /api/v1/health HTTP/1.1\r\nHost: x\r\n" + hdr + "\r\n"));
     auto r = c.read_response();
@@ -200,7 +203,8 @@ TEST_F(DevAuth, UnknownAndMalformedKeysAre401InvalidNever500) {
     EXPECT_EQ(code(r), "invalid_api_key") << hdr;
   }
   // The same key in both headers is fine.
-  auto same = host_->get("/api/v1/health", {"X-API-Key: kg_dev_bob", "Authorization: Bearer kg_dev_bob"});
+  auto same =
+      host_->get("/api/v1/health", {"X-API-Key: kg_dev_bob", "Authorization: Bearer kg_dev_bob"});
   EXPECT_EQ(same.status, 200);
 }
 
@@ -211,7 +215,8 @@ TEST_F(DevAuth, MissingScopeIs403AndStillCarriesRateLimitHeaders) {
     EXPECT_EQ(code(denied), "insufficient_scope");
     expect_rate_headers(denied, "FREE", 100);
     EXPECT_EQ(host_->get("/test/write", key_header(form, "kg_dev_bob")).status, 200);
-    EXPECT_EQ(code(host_->get("/admin/plugins", key_header(form, "kg_dev_bob"))), "insufficient_scope");
+    EXPECT_EQ(code(host_->get("/admin/plugins", key_header(form, "kg_dev_bob"))),
+              "insufficient_scope");
     EXPECT_EQ(host_->get("/admin/plugins", key_header(form, "kg_dev_carol")).status, 200);
   }
 }
@@ -320,7 +325,8 @@ TEST(AuthTiers, TierChangedEventRaisesTheLimitWithinOneSecond) {
   auto host = start({.auth = "window_s = 3600\n[plugins.config.tiers.FREE]\nlimit = 3\n"});
   ensure_window_margin(3600, 5s);
   ASSERT_EQ(host->get("/test/write", {"X-API-Key: kg_dev_alice"}).status, 403);  // counts too
-  for (int i = 0; i < 2; ++i) ASSERT_EQ(host->get("/api/v1/health", {"X-API-Key: kg_dev_alice"}).status, 200);
+  for (int i = 0; i < 2; ++i)
+    ASSERT_EQ(host->get("/api/v1/health", {"X-API-Key: kg_dev_alice"}).status, 200);
   ASSERT_EQ(host->get("/api/v1/health", {"X-API-Key: kg_dev_alice"}).status, 429);
 
   auto published = host->post("/test/publish/billing.tier_changed",
@@ -328,17 +334,23 @@ TEST(AuthTiers, TierChangedEventRaisesTheLimitWithinOneSecond) {
   ASSERT_EQ(published.status, 202);
   auto t0 = std::chrono::steady_clock::now();
   HttpResult last;
-  ASSERT_TRUE(wait_until([&] {
-    last = host->get("/api/v1/health", {"X-API-Key: kg_dev_alice"});
-    return last.status == 200;
-  }, 1s, 10ms)) << last.status;
+  ASSERT_TRUE(wait_until(
+      [&] {
+        last = host->get("/api/v1/health", {"X-API-Key: kg_dev_alice"});
+        return last.status == 200;
+      },
+      1s, 10ms))
+      << last.status;
   EXPECT_LT(std::chrono::steady_clock::now() - t0, 1s);
   EXPECT_EQ(body(last)["tier"], "PRO");
   EXPECT_EQ(body(last)["scopes"], json::parse(R"(["read","write"])"));
   expect_rate_headers(last, "PRO", 1000, 3600);
   EXPECT_EQ(host->get("/test/write", {"Authorization: Bearer kg_dev_alice"}).status, 200);
   // Bad events are ignored, not fatal.
-  EXPECT_EQ(host->post("/test/publish/billing.tier_changed", R"({"tenant_id":"user_alice","tier":"GOLD"})").status, 202);
+  EXPECT_EQ(host->post("/test/publish/billing.tier_changed",
+                       R"({"tenant_id":"user_alice","tier":"GOLD"})")
+                .status,
+            202);
   EXPECT_EQ(host->post("/test/publish/billing.tier_changed", "not json").status, 202);
   EXPECT_EQ(body(host->get("/api/v1/health", {"X-API-Key: kg_dev_alice"}))["tier"], "PRO");
 }
@@ -355,7 +367,8 @@ TEST(AuthKeys, MintedProductionKeysWorkInBothFormsAndRevokedOnesDoNot) {
   ASSERT_EQ(gone_id.size(), 16u) << ids.output;
   ASSERT_EQ(keys_tool({"revoke", "--id", gone_id, "--file", file}).exit_code, 0);
 
-  auto host = start({.mode = "production", .devkeys = false, .auth = "keys_file = \"" + file + "\"\n"});
+  auto host =
+      start({.mode = "production", .devkeys = false, .auth = "keys_file = \"" + file + "\"\n"});
   for (auto& form : kForms) {
     auto r = host->get("/api/v1/health", key_header(form, pro));
     ASSERT_EQ(r.status, 200) << r.body;
@@ -365,7 +378,8 @@ TEST(AuthKeys, MintedProductionKeysWorkInBothFormsAndRevokedOnesDoNot) {
     EXPECT_EQ(host->get("/test/write", key_header(form, pro)).status, 200);
     auto n = host->get("/test/write", key_header(form, narrow));
     EXPECT_EQ(code(n), "insufficient_scope");
-    EXPECT_EQ(body(host->get("/api/v1/health", key_header(form, narrow)))["scopes"], json::parse(R"(["read"])"));
+    EXPECT_EQ(body(host->get("/api/v1/health", key_header(form, narrow)))["scopes"],
+              json::parse(R"(["read"])"));
     auto revoked = host->get("/api/v1/health", key_header(form, gone));
     EXPECT_EQ(revoked.status, 401);
     EXPECT_EQ(code(revoked), "invalid_api_key");
@@ -384,16 +398,21 @@ TEST(AuthKeys, KeysFileWithABadLineRefusesToStartNamingFileAndLine) {
   mint(file, "acme", "user_1", "PRO");
   {
     std::ofstream out(file, std::ios::app);
-    out << "# a comment\n{\"sha256\":\"not-a-hash\",\"tenant_id\":\"t\",\"user_id\":\"u\",\"tier\":\"PRO\"}\n";
+    out << "# a "
+           "comment\n{\"sha256\":\"not-a-hash\",\"tenant_id\":\"t\",\"user_id\":\"u\",\"tier\":"
+           "\"PRO\"}\n";
   }
-  auto cfg = write_file(dir, "kghost.toml", make_config({.auth = "keys_file = \"" + file + "\"\n"}));
+  auto cfg =
+      write_file(dir, "kghost.toml", make_config({.auth = "keys_file = \"" + file + "\"\n"}));
   for (auto args : {std::vector<std::string>{"--config", cfg, "--check"},
-                    std::vector<std::string>{"--config", cfg, "--listen", "127.0.0.1:" + std::to_string(free_port())}}) {
+                    std::vector<std::string>{"--config", cfg, "--listen",
+                                             "127.0.0.1:" + std::to_string(free_port())}}) {
     auto r = run_kghost(args);
     EXPECT_EQ(r.exit_code, 2) << r.output;
     EXPECT_NE(r.output.find(file + ":3:"), std::string::npos) << r.output;
   }
-  auto missing = write_file(dir, "missing.toml", make_config({.auth = "keys_file = \"/nonexistent/keys.jsonl\"\n"}));
+  auto missing = write_file(dir, "missing.toml",
+                            make_config({.auth = "keys_file = \"/nonexistent/keys.jsonl\"\n"}));
   auto r = run_kghost({"--config", missing, "--check"});
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_NE(r.output.find("/nonexistent/keys.jsonl"), std::string::npos) << r.output;
@@ -429,7 +448,8 @@ TEST(AuthLogs, KeysNeverAppearInTheLog) {
   std::string file = (dir.path() / "keys.jsonl").string();
   std::string live = mint(file, "acme", "user_1", "FREE");
   const std::string unknown = "kg_live_ThisKeyIsNotInTheFile0123456789abcdefghij";
-  auto host = start({.auth = "keys_file = \"" + file + "\"\nwindow_s = 3600\n[plugins.config.tiers.FREE]\nlimit = 2\n"});
+  auto host = start({.auth = "keys_file = \"" + file +
+                             "\"\nwindow_s = 3600\n[plugins.config.tiers.FREE]\nlimit = 2\n"});
   for (auto& form : kForms) {
     for (auto& key : {live, std::string("kg_dev_bob"), unknown, std::string("kg_dev_mallory")}) {
       host->get("/api/v1/health", key_header(form, key));

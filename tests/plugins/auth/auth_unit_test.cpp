@@ -54,7 +54,9 @@ TEST(KeyInput, BadInputIsInvalidNeverAKey) {
       {{"x-api-key", ""}},
       {{"x-api-key", overlong}},
       {{"x-api-key", "kg_dev_b\xc3\xb6"}},
-      {{"x-api-key", "kg\x01" "dev"}},
+      {{"x-api-key",
+        "kg\x01"
+        "dev"}},
       {{"x-api-key", "two words"}},
       {{"x-api-key", "k1"}, {"x-api-key", "k1"}},
       {{"x-api-key", "k1"}, {"authorization", "Bearer k2"}},
@@ -86,7 +88,8 @@ TEST(KeysFile, ParsesLinesAndSkipsComments) {
 
 TEST(KeysFile, BadLineNamesFileAndLine) {
   std::string h = sha256_hex("x");
-  std::string good = "{\"sha256\":\"" + h + "\",\"tenant_id\":\"t\",\"user_id\":\"u\",\"tier\":\"FREE\"}";
+  std::string good =
+      "{\"sha256\":\"" + h + "\",\"tenant_id\":\"t\",\"user_id\":\"u\",\"tier\":\"FREE\"}";
   auto expect_error = [&](const std::string& text, const std::string& where) {
     try {
       parse_keys(text, "k.jsonl", {"FREE", "PRO"});
@@ -97,9 +100,12 @@ TEST(KeysFile, BadLineNamesFileAndLine) {
   };
   expect_error(good + "\nnot json\n", "k.jsonl:2:");
   expect_error("\n\n" + good + "\n" + good + "\n", "k.jsonl:4:");  // duplicate hash
-  expect_error("{\"sha256\":\"abc\",\"tenant_id\":\"t\",\"user_id\":\"u\",\"tier\":\"FREE\"}", "k.jsonl:1:");
-  expect_error("{\"sha256\":\"" + h + "\",\"tenant_id\":\"t\",\"user_id\":\"u\",\"tier\":\"GOLD\"}", "k.jsonl:1:");
-  expect_error("{\"sha256\":\"" + h + "\",\"tenant_id\":\"t\",\"user_id\":\"u\",\"tier\":\"FREE\",\"revokd\":true}",
+  expect_error("{\"sha256\":\"abc\",\"tenant_id\":\"t\",\"user_id\":\"u\",\"tier\":\"FREE\"}",
+               "k.jsonl:1:");
+  expect_error("{\"sha256\":\"" + h + "\",\"tenant_id\":\"t\",\"user_id\":\"u\",\"tier\":\"GOLD\"}",
+               "k.jsonl:1:");
+  expect_error("{\"sha256\":\"" + h +
+                   "\",\"tenant_id\":\"t\",\"user_id\":\"u\",\"tier\":\"FREE\",\"revokd\":true}",
                "k.jsonl:1:");
   expect_error("{\"sha256\":\"" + h + "\",\"user_id\":\"u\",\"tier\":\"FREE\"}", "k.jsonl:1:");
 }
