@@ -1,0 +1,654 @@
+// webhooks: Stripe in (CONTRACT.md §5). Signature on the raw body, idempotency on the event id,
+// durable acknowledgement, asynchronous processing with retries and dead letters.
+//
+// Routes
+//   POST /webhooks/stripe                                  public  (Stripe has no API key)
+//   GET  /webhooks/stripe/health                           public  counters and status
+//   GET  /admin/webhooks/dead-letter                       admin   list dead letters
+//   POST /admin/webhooks/dead-letter/{id}/replay           admin   replay one
+//
+// Ingress, in this order (each step only runs when the one before it succeeded):
+//   1. per-source-IP rate limit (store incr with TTL)               → 429 rate_limited
+//   2. Stripe-Signature over the raw body, before any parsing        → 400 invalid_signature
+//   3. parse: a JSON object with string `id` and `type`              → 400 invalid_payload
+//   4. store get `whk:evt:<id>`: present → 200 {"received":true,"duplicate":true}
+//   5. durable append of the raw body to the queue (fsync'd)          → 503 overloaded if full
+//   6. store check_and_set `whk:evt:<id>` (TTL 72 h), then 200 {"received":true}
+//
+// Why this order can neither lose an event nor turn a retry into a false duplicate:
+//   The mark `whk:evt:<id>` is written only in step 6, after the append of step 5 is durable.
+//   So whenever the mark exists, a durable copy of the event exists too, and answering
+//   "duplicate" (step 4) is only ever said of an event we kept. A crash between 5 and 6 leaves
+//   a durable copy and no mark: Stripe, having got no 200, retries; the retry finds no mark and
+//   is appended again. That makes two copies in the queue, and the consumer de-duplicates them
+//   by event id (below), so the event is processed once. A crash before 5 completes leaves
+//   neither a copy nor a mark: the retry is a fresh event. The reverse order (mark first, as in
+//   OpenMeter #5118) would answer "duplicate" to the retry of an event that was never kept.
+//   Two replicas racing on the same id may both append (both pass step 4); the loser of step
+//   6 answers duplicate:true, and the consumer de-duplication again keeps processing single.
+//
+// Processing (queue consumer, one entry at a time on a host worker):
+//   a. done already? (local processed journal, then store `whk:done:<id>`) → ack, skip
+//   b. validate the event shape: `data.object` must be an object. A signed event without it
+//      is a sender bug we cannot process: it fails, is retried with backoff, and after
+//      max_attempts lands in the dead-letter store for an operator (never dropped silently).
+//   c. claim `whk:claim:<id>` (check_and_set with a short lease): a replica sharing the Redis
+//      store that is processing the same event right now holds it → retry later, by which time
+//      its done mark is there and (a) acks.
+//   d. publish on the bus as `stripe.<type>`, bus event id = Stripe event id (subscribers
+//      de-duplicate with it), then write the done marks (store and journal), then ack.
+//   A crash after (d)'s publish and before its done marks is the one window in which an event
+//   can be published twice; everything else is exactly once. Subscribers that need strict
+//   exactly-once use the bus event id.
+#include <kghost/plugin.hpp>
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <charconv>
+#include <chrono>
+#include <condition_variable>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <unordered_set>
+#include <vector>
+
+#include "stripe_signature.hpp"
+
+namespace {
+
+using kghost::sdk::Host;
+using kghost::sdk::Principal;
+using kghost::sdk::QueueEntry;
+using kghost::sdk::Request;
+using kghost::sdk::Responder;
+using kghost::sdk::Response;
+using kghost::sdk::StoreResult;
+using nlohmann::json;
+using std::chrono::milliseconds;
+using std::chrono::seconds;
+
+// ---- config ---------------------------------------------------------------------------------
+
+struct Config {
+  std::vector<std::string> secrets;
+  seconds tolerance{300};
+  milliseconds idempotency_ttl{72LL * 3600 * 1000};
+  int64_t rate_limit = 1000;  // requests per source IP per window; 0: off
+  milliseconds rate_window{1000};
+  uint32_t max_attempts = 8;
+  milliseconds retry_backoff{500};
+  uint64_t max_queue_bytes = 0;      // 0: the host's default bound
+  uint64_t max_queue_depth = 200000;  // entries waiting to be processed; past it: 503
+  int retry_after_s = 5;
+  milliseconds claim_lease{10000};
+  milliseconds store_timeout{5000};  // consumer waits for a store answer at most this long
+  std::string journal_dir;           // empty: no local processed journal
+  uint64_t journal_rotate = 100000;  // ids per journal generation (two are kept)
+};
+
+[[noreturn]] void bad(const std::string& key, const std::string& why) {
+  throw std::runtime_error("webhooks config: '" + key + "' " + why);
+}
+
+int64_t get_int(const json& cfg, const char* key, int64_t def, int64_t min, int64_t max) {
+  if (!cfg.contains(key)) return def;
+  const json& v = cfg[key];
+  int64_t out = 0;
+  if (v.is_number_integer()) {
+    out = v.get<int64_t>();
+  } else if (v.is_string()) {  // "${ENV:-8}" style values arrive as strings
+    const std::string s = v.get<std::string>();
+    auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), out);
+    if (ec != std::errc() || p != s.data() + s.size()) bad(key, "must be an integer, got \"" + s + "\"");
+  } else {
+    bad(key, "must be an integer");
+  }
+  if (out < min || out > max)
+    bad(key, "must be between " + std::to_string(min) + " and " + std::to_string(max));
+  return out;
+}
+
+Config parse_config(std::string_view text) {
+  json cfg = json::parse(text, nullptr, false);
+  if (!cfg.is_object()) throw std::runtime_error("webhooks config: not a table");
+  static const std::unordered_set<std::string> known = {
+      "secrets",         "tolerance_s",     "idempotency_ttl_s", "rate_limit",
+      "rate_window_ms",  "max_attempts",    "retry_backoff_ms",  "max_queue_bytes",
+      "max_queue_depth", "retry_after_s",   "claim_lease_ms",    "store_timeout_ms",
+      "journal_dir",     "journal_rotate"};
+  for (auto& [k, v] : cfg.items())
+    if (!known.count(k)) bad(k, "is not a known key");
+  Config c;
+  // Secrets: a comma list (as STRIPE_WEBHOOK_SECRET carries it) or an array of strings.
+  auto add_list = [&](const std::string& s) {
+    std::size_t start = 0;
+    while (start <= s.size()) {
+      auto comma = s.find(',', start);
+      std::string one = s.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+      while (!one.empty() && one.front() == ' ') one.erase(0, 1);
+      while (!one.empty() && one.back() == ' ') one.pop_back();
+      if (!one.empty()) c.secrets.push_back(one);
+      if (comma == std::string::npos) break;
+      start = comma + 1;
+    }
+  };
+  if (!cfg.contains("secrets")) bad("secrets", "is required (e.g. \"${STRIPE_WEBHOOK_SECRET}\")");
+  if (cfg["secrets"].is_string()) {
+    add_list(cfg["secrets"].get<std::string>());
+  } else if (cfg["secrets"].is_array()) {
+    for (auto& s : cfg["secrets"]) {
+      if (!s.is_string()) bad("secrets", "must hold strings");
+      add_list(s.get<std::string>());
+    }
+  } else {
+    bad("secrets", "must be a string (comma list) or an array of strings");
+  }
+  if (c.secrets.empty()) bad("secrets", "holds no secret");
+  c.tolerance = seconds(get_int(cfg, "tolerance_s", 300, 1, 86400));
+  c.idempotency_ttl = seconds(get_int(cfg, "idempotency_ttl_s", 72 * 3600, 60, 90LL * 86400));
+  c.rate_limit = get_int(cfg, "rate_limit", 1000, 0, 1'000'000'000);
+  c.rate_window = milliseconds(get_int(cfg, "rate_window_ms", 1000, 100, 3'600'000));
+  c.max_attempts = static_cast<uint32_t>(get_int(cfg, "max_attempts", 8, 1, 100));
+  c.retry_backoff = milliseconds(get_int(cfg, "retry_backoff_ms", 500, 1, 600'000));
+  c.max_queue_bytes = static_cast<uint64_t>(get_int(cfg, "max_queue_bytes", 0, 0, int64_t{1} << 40));
+  c.max_queue_depth = static_cast<uint64_t>(get_int(cfg, "max_queue_depth", 200000, 1, int64_t{1} << 40));
+  c.retry_after_s = static_cast<int>(get_int(cfg, "retry_after_s", 5, 1, 3600));
+  c.claim_lease = milliseconds(get_int(cfg, "claim_lease_ms", 10000, 100, 3'600'000));
+  c.store_timeout = milliseconds(get_int(cfg, "store_timeout_ms", 5000, 10, 600'000));
+  if (cfg.contains("journal_dir")) {
+    if (!cfg["journal_dir"].is_string()) bad("journal_dir", "must be a string");
+    c.journal_dir = cfg["journal_dir"].get<std::string>();
+  }
+  c.journal_rotate = static_cast<uint64_t>(get_int(cfg, "journal_rotate", 100000, 10, int64_t{1} << 32));
+  return c;
+}
+
+// ---- the local processed journal ----------------------------------------------------------
+
+// Ids of events this replica processed, appended to a file (write(2), no fsync: it has to
+// survive kill -9 of the process, which the page cache does). It closes the gap the store
+// cannot close alone: with the memory store every done mark is gone after a restart, and the
+// queue redelivers the entries whose ack had not reached the disk yet. Two generations of
+// `rotate` ids are kept, which covers any redelivery after a crash (only recent entries can be
+// unacked). Consumer thread only, but guarded by mu_ so health reads are safe.
+class Journal {
+ public:
+  Journal(std::filesystem::path dir, uint64_t rotate) : dir_(std::move(dir)), rotate_(rotate) {
+    std::filesystem::create_directories(dir_);
+    load(dir_ / "processed.1.log", previous_);
+    load(dir_ / "processed.log", current_);
+    open_current();
+  }
+  ~Journal() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  bool contains(const std::string& id) const {
+    std::lock_guard lock(mu_);
+    return current_.count(id) || previous_.count(id);
+  }
+  void add(const std::string& id) {
+    std::lock_guard lock(mu_);
+    if (current_.size() >= rotate_) {
+      ::close(fd_);
+      std::filesystem::rename(dir_ / "processed.log", dir_ / "processed.1.log");
+      previous_ = std::move(current_);
+      current_.clear();
+      open_current();
+    }
+    current_.insert(id);
+    std::string line = id + "\n";
+    // One write(2) with O_APPEND: a line is whole or absent after a crash.
+    if (fd_ >= 0 && ::write(fd_, line.data(), line.size()) != static_cast<ssize_t>(line.size()))
+      failed_writes_++;
+  }
+  uint64_t failed_writes() const { return failed_writes_.load(); }
+
+ private:
+  static void load(const std::filesystem::path& p, std::unordered_set<std::string>& into) {
+    std::ifstream in(p);
+    std::string line;
+    while (std::getline(in, line))
+      if (!line.empty()) into.insert(line);  // a torn last line has no '\n' but is still an id
+                                             // prefix at worst: harmless (never a real id)
+  }
+  void open_current() {
+    fd_ = ::open((dir_ / "processed.log").c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (fd_ < 0)
+      throw std::runtime_error("webhooks: cannot open journal " + (dir_ / "processed.log").string());
+  }
+
+  std::filesystem::path dir_;
+  uint64_t rotate_;
+  mutable std::mutex mu_;
+  std::unordered_set<std::string> current_, previous_;
+  int fd_ = -1;
+  std::atomic<uint64_t> failed_writes_{0};
+};
+
+// ---- helpers --------------------------------------------------------------------------------
+
+std::string error_json(std::string_view code, std::string_view message, std::string_view request_id) {
+  return json{{"error", {{"code", code}, {"message", message}, {"request_id", request_id}}}}.dump();
+}
+
+// Stripe ids and types are short ASCII; anything else cannot be a real event and would only
+// pollute store keys and bus topics.
+bool valid_event_id(std::string_view s) {
+  if (s.empty() || s.size() > 255) return false;
+  for (char c : s)
+    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-')) return false;
+  return true;
+}
+bool valid_event_type(std::string_view s) {  // dot-separated tokens, usable as a bus topic
+  if (s.empty() || s.size() > 200 || s.front() == '.' || s.back() == '.') return false;
+  char prev = 0;
+  for (char c : s) {
+    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-' || c == '.'))
+      return false;
+    if (c == '.' && prev == '.') return false;
+    prev = c;
+  }
+  return true;
+}
+
+struct ParsedEvent {
+  std::string id, type;
+};
+std::optional<ParsedEvent> parse_event(std::string_view body, json* doc_out = nullptr) {
+  json doc = json::parse(body, nullptr, false);
+  if (!doc.is_object()) return std::nullopt;
+  auto id = doc.find("id");
+  auto type = doc.find("type");
+  if (id == doc.end() || type == doc.end() || !id->is_string() || !type->is_string())
+    return std::nullopt;
+  ParsedEvent e{id->get<std::string>(), type->get<std::string>()};
+  if (!valid_event_id(e.id) || !valid_event_type(e.type)) return std::nullopt;
+  if (doc_out) *doc_out = std::move(doc);
+  return e;
+}
+
+// ---- the plugin -----------------------------------------------------------------------------
+
+class Webhooks final : public kghost::sdk::Plugin {
+ public:
+  explicit Webhooks(Host h) : Plugin(h), cfg_(parse_config(h.config_json())) {
+    if (!cfg_.journal_dir.empty()) journal_ = std::make_unique<Journal>(cfg_.journal_dir, cfg_.journal_rotate);
+    kg_queue_options qo{};
+    qo.max_attempts = cfg_.max_attempts;
+    qo.max_bytes = cfg_.max_queue_bytes;
+    qo.retry_backoff_ms = static_cast<uint32_t>(cfg_.retry_backoff.count());
+    queue_ = host().queue("events", qo);
+    if (!queue_) throw std::runtime_error("webhooks: cannot open the durable queue \"events\"");
+
+    auto total = host().metric(KG_METRIC_COUNTER, "kgents_stripe_webhooks_total",
+                               "Stripe webhook requests and processing outcomes, by result",
+                               {"result"});
+    for (auto r : {"ok", "duplicate", "invalid_signature", "invalid_payload", "rate_limited",
+                   "overloaded", "unavailable", "processed", "skipped_duplicate", "dead_letter"})
+      results_.emplace(r, total.series({r}));
+    errors_ = host()
+                  .metric(KG_METRIC_COUNTER, "kgents_stripe_webhooks_errors_total",
+                          "Stripe webhook processing attempts that failed (retried or dead-lettered)")
+                  .series();
+
+    // Registered through the C table: the SDK's route() returns KG_OK after req.defer(),
+    // which the host answers with a 500 (reported to the lead); this handler returns
+    // KG_PENDING itself.
+    kg_route post{sizeof(kg_route),
+                  kghost::sdk::str("POST"),
+                  kghost::sdk::str("/webhooks/stripe"),
+                  kghost::sdk::str(""),
+                  KG_ROUTE_PUBLIC,
+                  [](void* ud, kg_request* raw) -> kg_status {
+                    auto* self = static_cast<Webhooks*>(ud);
+                    Request req(self->host().api(), raw);
+                    try {
+                      self->on_webhook(req);
+                      return KG_PENDING;
+                    } catch (const std::exception& e) {
+                      self->host().log(KG_LOG_ERROR, std::string("webhook handler failed: ") + e.what(),
+                                       &req);
+                    }
+                    return KG_ERR_INTERNAL;
+                  },
+                  this,
+                  kghost::sdk::str("Stripe webhook receiver (Stripe-Signature required)")};
+    if (host().api()->register_route(host().ctx(), &post) != KG_OK)
+      throw std::runtime_error("webhooks: cannot register POST /webhooks/stripe");
+    route({.method = "GET", .path = "/webhooks/stripe/health", .is_public = true,
+           .summary = "Stripe webhook receiver status and counters"},
+          [this](Request& req) { req.respond(200, health_json().dump()); });
+    route({.method = "GET", .path = "/admin/webhooks/dead-letter", .scopes = "admin",
+           .summary = "List Stripe events that failed processing"},
+          [this](Request& req) { on_list_dead(req); });
+    route({.method = "POST", .path = "/admin/webhooks/dead-letter/{id}/replay", .scopes = "admin",
+           .summary = "Queue a dead-lettered Stripe event for processing again"},
+          [this](Request& req) { on_replay(req); });
+
+    health([this] { return std::make_pair(status(), health_json().dump()); });
+    // The ABI has no store-health call: read the store's state from the host's health
+    // document once a second (see the final report: a store_health slot would replace this).
+    every("webhooks.store_health", milliseconds(1000), [this] { poll_store_health(); });
+  }
+
+  // Delivery starts after every plugin is created, so subscribers of stripe.> are in place
+  // before the first (possibly redelivered) event is published.
+  void start() override {
+    poll_store_health();
+    consume(queue_, [this](const QueueEntry& e) { return process(e); });
+  }
+
+ private:
+  // ---- ingress ------------------------------------------------------------------------------
+
+  struct Call {  // one POST /webhooks/stripe in flight
+    Responder responder;
+    std::string request_id, signature, body, event_id;
+    bool signature_repeated = false;
+  };
+  using CallPtr = std::shared_ptr<Call>;
+
+  void count(const char* result) { results_.at(result).add(); }
+
+  void finish_error(const CallPtr& c, uint16_t status, std::string_view code, std::string_view msg,
+                    bool retry_after = false) {
+    Response r{status, error_json(code, msg, c->request_id), {}, {}};
+    if (retry_after) r.headers.push_back({"Retry-After", std::to_string(cfg_.retry_after_s)});
+    c->responder.complete(r);
+  }
+
+  void on_webhook(Request& req) {
+    auto c = std::make_shared<Call>();
+    c->request_id = req.id();
+    c->signature = req.header("stripe-signature").value_or("");
+    c->signature_repeated = req.header("stripe-signature", 1).has_value();
+    c->body = req.body();
+    std::string ip(req.remote_addr());
+    c->responder = req.defer();
+    try {
+      start_chain(c, ip);
+    } catch (const std::exception& e) {
+      host().error(std::string("webhook request failed: ") + e.what());
+      finish_error(c, 500, "internal_error", "the webhook could not be handled");
+    }
+  }
+
+  void start_chain(const CallPtr& c, const std::string& ip) {
+    if (cfg_.rate_limit <= 0) return verify_and_parse(c);
+    // Fixed window per source IP: one atomic incr-with-TTL, never read-then-write.
+    auto window = std::chrono::duration_cast<milliseconds>(
+                      std::chrono::steady_clock::now().time_since_epoch()) /
+                  cfg_.rate_window;
+    std::string key = "whk:rl:" + ip + ":" + std::to_string(window);
+    auto now = host().incr(key, 1, cfg_.rate_window * 2,
+                           [this, c](const StoreResult& r) { after_rate_limit(c, r); });
+    if (now) after_rate_limit(c, *now);
+  }
+
+  void after_rate_limit(const CallPtr& c, const StoreResult& r) {
+    // A store error fails open: Stripe's deliveries matter more than the limit.
+    if (r.status == KG_OK && r.value > cfg_.rate_limit) {
+      count("rate_limited");
+      return finish_error(c, 429, "rate_limited", "too many webhook requests from this address",
+                          true);
+    }
+    verify_and_parse(c);
+  }
+
+  void verify_and_parse(const CallPtr& c) {
+    auto now = std::chrono::duration_cast<seconds>(
+                   std::chrono::system_clock::now().time_since_epoch())
+                   .count();
+    auto v = c->signature_repeated
+                 ? kghost::webhooks::SignatureResult::malformed
+                 : kghost::webhooks::verify(c->signature, c->body, cfg_.secrets, now, cfg_.tolerance);
+    if (v != kghost::webhooks::SignatureResult::ok) {
+      invalid_signatures_++;
+      count("invalid_signature");
+      return finish_error(c, 400, "invalid_signature",
+                          std::string("Stripe-Signature check failed: ") +
+                              std::string(kghost::webhooks::to_string(v)));
+    }
+    auto ev = parse_event(c->body);
+    if (!ev) {
+      count("invalid_payload");
+      return finish_error(c, 400, "invalid_payload",
+                          "the body is not a JSON event with a string id and type");
+    }
+    c->event_id = std::move(ev->id);
+    auto now_r = host().get("whk:evt:" + c->event_id,
+                            [this, c](const StoreResult& r) { after_mark_lookup(c, r); });
+    if (now_r) after_mark_lookup(c, *now_r);
+  }
+
+  void after_mark_lookup(const CallPtr& c, const StoreResult& r) {
+    if (r.status == KG_OK) return answer_duplicate(c);
+    // Not found, or a store error: append. A second durable copy is harmless (the consumer
+    // de-duplicates); answering "duplicate" for an event we may not hold would not be.
+    if (queue_.depth() >= cfg_.max_queue_depth) {
+      count("overloaded");
+      return finish_error(c, 503, "overloaded", "the webhook processing backlog is full; retry later",
+                          true);
+    }
+    kg_status st = queue_.append(c->body, [this, c](kg_status s, uint64_t) { after_append(c, s); });
+    if (st == KG_PENDING) return;
+    if (st == KG_ERR_FULL) {
+      count("overloaded");
+      return finish_error(c, 503, "overloaded", "the webhook spool is full; retry later", true);
+    }
+    count("unavailable");
+    finish_error(c, 503, "unavailable", "the webhook spool cannot accept events; retry later", true);
+  }
+
+  // Committer thread: keep it short (the store answers now, or later on its own thread).
+  void after_append(const CallPtr& c, kg_status s) {
+    if (s != KG_OK) {
+      count("unavailable");
+      return finish_error(c, 503, "unavailable", "the event could not be written durably; retry later",
+                          true);
+    }
+    auto now = host().check_and_set("whk:evt:" + c->event_id, cfg_.idempotency_ttl,
+                                    [this, c](const StoreResult& r) { after_mark(c, r); });
+    if (now) after_mark(c, *now);
+  }
+
+  void after_mark(const CallPtr& c, const StoreResult& r) {
+    // Durable already: the answer is 200 whatever the store says. created == false means
+    // another request (or replica) kept the same event first.
+    if (r.status == KG_OK && !r.created) return answer_duplicate(c);
+    received_++;
+    count("ok");
+    c->responder.complete(Response{200, R"({"received":true})", {}, {}});
+  }
+
+  void answer_duplicate(const CallPtr& c) {
+    duplicates_++;
+    count("duplicate");
+    c->responder.complete(Response{200, R"({"received":true,"duplicate":true})", {}, {}});
+  }
+
+  // ---- processing ---------------------------------------------------------------------------
+
+  // A store call answered now or later, waited for on this worker thread (allowed: [task]).
+  template <class Call>
+  StoreResult wait_store(Call&& call) {
+    struct Slot {
+      std::mutex mu;
+      std::condition_variable cv;
+      std::optional<StoreResult> result;
+    };
+    auto slot = std::make_shared<Slot>();
+    auto now = call([slot](const StoreResult& r) {
+      std::lock_guard lock(slot->mu);
+      slot->result = r;
+      slot->cv.notify_one();
+    });
+    if (now) return *now;
+    std::unique_lock lock(slot->mu);
+    if (!slot->cv.wait_for(lock, cfg_.store_timeout, [&] { return slot->result.has_value(); }))
+      return StoreResult{KG_ERR_UNAVAILABLE, false, 0, -1, "timeout"};
+    return *slot->result;
+  }
+
+  kg_status fail(const QueueEntry& e, const std::string& event_id, const std::string& reason) {
+    errors_.add();
+    {
+      std::lock_guard lock(reasons_mu_);
+      if (reasons_.size() > 10000) reasons_.erase(reasons_.begin());
+      reasons_[e.id] = reason;
+    }
+    if (e.attempt >= cfg_.max_attempts) {
+      failed_++;
+      count("dead_letter");
+      host().warn("webhook event " + event_id + " (entry " + std::to_string(e.id) +
+                  ") moved to dead letters after " + std::to_string(e.attempt) +
+                  " attempts: " + reason + "; fix the cause, then POST /admin/webhooks/dead-letter/" +
+                  std::to_string(e.id) + "/replay");
+    } else {
+      host().info("webhook event " + event_id + " attempt " + std::to_string(e.attempt) +
+                  " failed, will retry: " + reason);
+    }
+    return KG_ERR_RETRY;
+  }
+
+  kg_status process(const QueueEntry& e) {
+    json doc;
+    auto ev = parse_event(e.data, &doc);
+    if (!ev) return fail(e, "?", "the spooled entry is not a Stripe event");
+    const std::string& id = ev->id;
+    if (journal_ && journal_->contains(id)) return skip();
+    const std::string done_key = "whk:done:" + id;
+    auto done = wait_store([&](auto later) { return host().get(done_key, std::move(later)); });
+    if (done.status == KG_OK) return skip();
+
+    auto data = doc.find("data");
+    if (data == doc.end() || !data->is_object() || !data->contains("object") ||
+        !(*data)["object"].is_object())
+      return fail(e, id, "the event has no data.object");
+
+    const std::string claim_key = "whk:claim:" + id;
+    auto claim = wait_store([&](auto later) {
+      return host().check_and_set(claim_key, cfg_.claim_lease, std::move(later));
+    });
+    if (claim.status == KG_OK && !claim.created)
+      return fail(e, id, "another worker is processing this event (claim held); retrying");
+
+    if (host().publish("stripe." + ev->type, e.data, id) != KG_OK) {
+      host().del(claim_key, [](const StoreResult&) {});
+      return fail(e, id, "the event bus refused the event");
+    }
+    // Done marks before the ack: once the queue's ack is durable nothing redelivers it, and
+    // before that a redelivery finds these marks.
+    if (journal_) journal_->add(id);
+    auto put = wait_store([&](auto later) {
+      return host().put(done_key, "1", cfg_.idempotency_ttl, std::move(later));
+    });
+    if (put.status != KG_OK) host().warn("webhook event " + id + ": done mark not stored");
+    processed_++;
+    count("processed");
+    return KG_OK;
+  }
+
+  kg_status skip() {
+    skipped_++;
+    count("skipped_duplicate");
+    return KG_OK;
+  }
+
+  // ---- admin ----------------------------------------------------------------------------------
+
+  void on_list_dead(Request& req) {
+    size_t limit = 100;
+    if (auto l = req.query_param("limit")) {
+      size_t v = 0;
+      auto [p, ec] = std::from_chars(l->data(), l->data() + l->size(), v);
+      if (ec != std::errc() || p != l->data() + l->size() || v == 0 || v > 10000)
+        return req.error(400, "bad_request", "limit must be an integer between 1 and 10000");
+      limit = v;
+    }
+    json list = json::array();
+    queue_.list_dead([&](const QueueEntry& d) {
+      json item = {{"id", d.id}, {"attempts", d.attempt}, {"last_error", d.last_error}};
+      if (auto ev = parse_event(d.data)) {
+        item["event_id"] = ev->id;
+        item["type"] = ev->type;
+      }
+      std::lock_guard lock(reasons_mu_);
+      if (auto it = reasons_.find(d.id); it != reasons_.end()) item["reason"] = it->second;
+      list.push_back(std::move(item));
+      return list.size() < limit;
+    });
+    req.respond(200, json{{"dead_letters", list}, {"count", list.size()}}.dump());
+  }
+
+  void on_replay(Request& req) {
+    auto p = req.param("id").value_or("");
+    uint64_t id = 0;
+    auto [end, ec] = std::from_chars(p.data(), p.data() + p.size(), id);
+    if (ec != std::errc() || end != p.data() + p.size())
+      return req.error(404, "not_found", "no dead letter with this id");
+    if (queue_.replay(id) != KG_OK) return req.error(404, "not_found", "no dead letter with this id");
+    host().info("webhook dead letter " + std::to_string(id) + " replayed by an operator");
+    req.respond(200, json{{"replayed", true}, {"id", id}}.dump());
+  }
+
+  // ---- health ---------------------------------------------------------------------------------
+
+  void poll_store_health() {
+    std::string doc;
+    host().api()->health_render(
+        host().ctx(), [](void* ud, kg_str s) { static_cast<std::string*>(ud)->append(s.ptr, s.len); },
+        &doc);
+    auto j = json::parse(doc, nullptr, false);
+    if (!j.is_object() || !j.contains("store") || !j["store"].is_object()) return;
+    auto st = j["store"].value("status", "healthy");
+    store_degraded_ = st != "healthy";
+    std::lock_guard lock(reasons_mu_);
+    store_backend_ = j["store"].value("backend", "");
+  }
+
+  kg_health_status status() const {
+    if (store_degraded_) return KG_DEGRADED;
+    if (queue_.depth() * 10 >= cfg_.max_queue_depth * 9) return KG_DEGRADED;
+    return KG_HEALTHY;
+  }
+
+  json health_json() {
+    static constexpr const char* kNames[] = {"healthy", "degraded", "unhealthy"};
+    json j = {{"status", kNames[status()]},
+              {"received", received_.load()},
+              {"duplicates", duplicates_.load()},
+              {"invalid_signatures", invalid_signatures_.load()},
+              {"failed", failed_.load()},
+              {"queue_depth", queue_.depth()},
+              {"processed", processed_.load()},
+              {"skipped_duplicates", skipped_.load()}};
+    std::lock_guard lock(reasons_mu_);
+    if (!store_backend_.empty())
+      j["store"] = {{"backend", store_backend_}, {"status", store_degraded_ ? "degraded" : "healthy"}};
+    return j;
+  }
+
+  Config cfg_;
+  std::unique_ptr<Journal> journal_;
+  kghost::sdk::Queue queue_;
+  std::map<std::string, kghost::sdk::Metric::Series, std::less<>> results_;  // fixed after create
+  kghost::sdk::Metric::Series errors_;
+  std::atomic<uint64_t> received_{0}, duplicates_{0}, invalid_signatures_{0}, failed_{0},
+      processed_{0}, skipped_{0};
+  std::atomic<bool> store_degraded_{false};
+  mutable std::mutex reasons_mu_;       // guards reasons_ and store_backend_
+  std::map<uint64_t, std::string> reasons_;  // entry id → why its last attempt failed (bounded)
+  std::string store_backend_;
+};
+
+}  // namespace
+
+KGHOST_PLUGIN(Webhooks, "webhooks", "1.0.0",
+              "Stripe webhooks: signature, idempotency, durable acknowledgement, dead letters", 0)

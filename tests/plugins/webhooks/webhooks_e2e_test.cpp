@@ -1,0 +1,422 @@
+// webhooks end to end: real kghost processes, real redis-server, Stripe-signed requests.
+// Processing is observed through the wh_observer fixture, which appends one line per bus
+// delivery of stripe.> to a file (never de-duplicated), so "exactly once" is counted, not
+// assumed.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <fstream>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <sstream>
+#include <thread>
+
+#include "host.hpp"
+#include "stripe_signature.hpp"
+#include "support.hpp"
+
+namespace kghost::test {
+namespace {
+
+using nlohmann::json;
+
+const std::string kSecret = "whsec_test_secret";
+
+int64_t now_s() {
+  return std::chrono::duration_cast<std::chrono::seconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+std::string event(const std::string& id, const std::string& type = "customer.subscription.updated",
+                  bool with_object = true) {
+  json e = {{"id", id}, {"object", "event"}, {"type", type}, {"created", now_s()}};
+  e["data"] = with_object ? json{{"object", {{"id", "sub_" + id}, {"object", "subscription"}}}}
+                          : json::object();
+  return e.dump();
+}
+
+std::vector<std::string> signed_headers(const std::string& body, int64_t t = now_s(),
+                                        const std::string& secret = kSecret) {
+  return {"Content-Type: application/json",
+          "Stripe-Signature: t=" + std::to_string(t) + ",v1=" + webhooks::sign(secret, t, body)};
+}
+
+struct Options {
+  std::string store = "memory";
+  std::string redis_url;
+  std::string extra;  // more lines for [plugins.config] of webhooks
+  std::string observed_file;
+  std::string top_extra;
+};
+
+std::string config(const Options& o) {
+  std::string c = "plugin_dir = \"${KG_PLUGIN_DIR}\"\ndata_dir = \"${KG_DATA_DIR}\"\n" + o.top_extra +
+                  "[store]\nbackend = \"" + o.store + "\"\n";
+  if (!o.redis_url.empty()) c += "redis_url = \"" + o.redis_url + "\"\nredis_timeout_ms = 200\n";
+  c += R"(
+[[plugins]]
+name = "wh_admin_auth"
+path = "${KG_TEST_PLUGIN_DIR}/kg_wh_admin_auth.so"
+
+[[plugins]]
+name = "webhooks"
+[plugins.config]
+secrets = "${STRIPE_WEBHOOK_SECRET:-whsec_test_secret}"
+journal_dir = "${KG_DATA_DIR}/webhooks"
+retry_backoff_ms = 20
+)" + o.extra +
+       R"(
+[[plugins]]
+name = "wh_observer"
+path = "${KG_TEST_PLUGIN_DIR}/kg_wh_observer.so"
+[plugins.config]
+file = ")" + o.observed_file +
+       "\"\n";
+  return c;
+}
+
+// id → number of bus deliveries recorded in the observer file.
+std::map<std::string, int> deliveries(const std::string& file) {
+  std::map<std::string, int> out;
+  std::ifstream in(file);
+  std::string line;
+  while (std::getline(in, line)) {
+    auto sp = line.find(' ');
+    if (sp != std::string::npos) out[line.substr(0, sp)]++;
+  }
+  return out;
+}
+
+json health(const KgHost& h) { return json::parse(h.get("/webhooks/stripe/health").body, nullptr, false); }
+
+std::string error_code(const HttpResult& r) {
+  auto j = json::parse(r.body, nullptr, false);
+  return j.is_object() && j.contains("error") ? j["error"].value("code", "") : "";
+}
+
+class Webhooks : public ::testing::Test {
+ protected:
+  std::string observed() const { return (dir_.path() / "observed.log").string(); }
+  std::unique_ptr<KgHost> start(Options o = {}, std::map<std::string, std::string> env = {},
+                                std::optional<std::string> data_dir = std::nullopt) {
+    if (o.observed_file.empty()) o.observed_file = observed();
+    auto h = std::make_unique<KgHost>(config(o), std::move(env), std::move(data_dir));
+    EXPECT_TRUE(h->wait_ready()) << h->log();
+    return h;
+  }
+  TempDir dir_;
+};
+
+TEST_F(Webhooks, AcknowledgesSignedEventAndPublishesItOnce) {
+  auto h = start();
+  auto body = event("evt_one");
+  auto r = h->post("/webhooks/stripe", body, signed_headers(body));
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(json::parse(r.body), json({{"received", true}}));
+  ASSERT_TRUE(wait_until([&] { return deliveries(observed())["evt_one"] == 1; }));
+  auto line = [&] {
+    std::ifstream in(observed());
+    std::string l;
+    std::getline(in, l);
+    return l;
+  }();
+  EXPECT_EQ(line, "evt_one stripe.customer.subscription.updated");
+
+  auto again = h->post("/webhooks/stripe", body, signed_headers(body));
+  ASSERT_EQ(again.status, 200);
+  EXPECT_EQ(json::parse(again.body), json({{"received", true}, {"duplicate", true}}));
+
+  auto hj = health(*h);
+  EXPECT_EQ(hj["status"], "healthy");
+  EXPECT_EQ(hj["received"], 1);
+  EXPECT_EQ(hj["duplicates"], 1);
+  EXPECT_EQ(hj["invalid_signatures"], 0);
+  EXPECT_EQ(hj["failed"], 0);
+  EXPECT_TRUE(hj.contains("queue_depth"));
+  EXPECT_EQ(deliveries(observed())["evt_one"], 1);
+
+  auto metrics = h->get("/wh-test/metrics").body;
+  EXPECT_NE(metrics.find("kgents_stripe_webhooks_total{result=\"ok\"} 1"), std::string::npos);
+  EXPECT_NE(metrics.find("kgents_stripe_webhooks_total{result=\"duplicate\"} 1"), std::string::npos);
+  EXPECT_NE(metrics.find("kgents_stripe_webhooks_errors_total"), std::string::npos);
+}
+
+TEST_F(Webhooks, RejectsEveryBadInputOfTheIssue) {
+  auto h = start();
+  const auto body = event("evt_bad");
+  const int64_t t = now_s();
+  const std::string sig = webhooks::sign(kSecret, t, body);
+  const std::string ts = std::to_string(t);
+  auto post = [&](const std::string& b, std::vector<std::string> headers) {
+    return h->post("/webhooks/stripe", b, headers);
+  };
+  struct Case {
+    std::string name, header;
+  };
+  std::vector<Case> bad_sigs = {
+      {"missing header", ""},
+      {"no t", "v1=" + sig},
+      {"two t", "t=" + ts + ",t=" + ts + ",v1=" + sig},
+      {"garbage hex", "t=" + ts + ",v1=" + std::string(64, 'z')},
+      {"v0 only", "t=" + ts + ",v0=" + sig},
+      {"wrong secret", "t=" + ts + ",v1=" + webhooks::sign("whsec_wrong", t, body)},
+      {"future", "t=" + std::to_string(t + 400) + ",v1=" + webhooks::sign(kSecret, t + 400, body)},
+      {"past", "t=" + std::to_string(t - 400) + ",v1=" + webhooks::sign(kSecret, t - 400, body)},
+  };
+  for (auto& c : bad_sigs) {
+    std::vector<std::string> headers{"Content-Type: application/json"};
+    if (!c.header.empty()) headers.push_back("Stripe-Signature: " + c.header);
+    auto r = post(body, headers);
+    EXPECT_EQ(r.status, 400) << c.name;
+    EXPECT_EQ(error_code(r), "invalid_signature") << c.name << ": " << r.body;
+    EXPECT_FALSE(r.header("x-request-id").empty());
+  }
+  // Two Stripe-Signature headers are refused like two t= fields.
+  auto two = post(body, {"Stripe-Signature: t=" + ts + ",v1=" + sig, "Stripe-Signature: t=" + ts + ",v1=" + sig});
+  EXPECT_EQ(error_code(two), "invalid_signature");
+
+  // Valid signatures over bodies that are not events.
+  for (std::string b : {std::string(), std::string("not json"), std::string("[1,2]"),
+                        std::string(R"({"type":"x.y"})"), std::string(R"({"id":"evt_x"})"),
+                        std::string(R"({"id":5,"type":"x.y"})"),
+                        std::string(R"({"id":"evt x","type":"x.y"})"),
+                        std::string(R"({"id":"evt_x","type":"a..b"})")}) {
+    auto r = post(b, signed_headers(b, t));
+    EXPECT_EQ(r.status, 400) << b;
+    EXPECT_EQ(error_code(r), "invalid_payload") << b << ": " << r.body;
+  }
+
+  // 2 MiB body: over the host's 1 MiB default limit.
+  std::string big(2 << 20, 'x');
+  auto r = post(big, signed_headers(big, t));
+  EXPECT_EQ(r.status, 413);
+
+  auto hj = health(*h);
+  EXPECT_EQ(hj["invalid_signatures"], bad_sigs.size() + 1);
+  EXPECT_EQ(hj["received"], 0);
+  EXPECT_TRUE(deliveries(observed()).empty());
+}
+
+TEST_F(Webhooks, AcceptsEveryConfiguredSecret) {
+  auto h = start({}, {{"STRIPE_WEBHOOK_SECRET", "whsec_old,whsec_new"}});
+  for (std::string secret : {"whsec_old", "whsec_new"}) {
+    auto body = event("evt_rot_" + secret);
+    EXPECT_EQ(h->post("/webhooks/stripe", body, signed_headers(body, now_s(), secret)).status, 200);
+  }
+  auto body = event("evt_rot_x");
+  EXPECT_EQ(h->post("/webhooks/stripe", body, signed_headers(body)).status, 400);
+}
+
+TEST_F(Webhooks, RateLimitsPerSourceAddress) {
+  Options o;
+  o.extra = "rate_limit = 3\nrate_window_ms = 600000\n";
+  auto h = start(o);
+  for (int i = 0; i < 3; ++i) {
+    auto body = event("evt_rl_" + std::to_string(i));
+    EXPECT_EQ(h->post("/webhooks/stripe", body, signed_headers(body)).status, 200);
+  }
+  auto body = event("evt_rl_3");
+  auto r = h->post("/webhooks/stripe", body, signed_headers(body));
+  EXPECT_EQ(r.status, 429);
+  EXPECT_EQ(error_code(r), "rate_limited");
+  EXPECT_FALSE(r.header("retry-after").empty());
+}
+
+TEST_F(Webhooks, SaturatedSpoolAnswers503NeverA200) {
+  // Events that fail processing stay in the spool as dead letters; with a tiny byte bound the
+  // spool fills and the endpoint must refuse (503 + Retry-After), not acknowledge.
+  Options o;
+  o.extra = "max_attempts = 1\nmax_queue_bytes = 1200\nretry_after_s = 7\n";
+  auto h = start(o);
+  int accepted = 0;
+  HttpResult last;
+  ASSERT_TRUE(wait_until([&] {
+    auto body = event("evt_full_" + std::to_string(accepted), "invoice.paid", false);
+    last = h->post("/webhooks/stripe", body, signed_headers(body));
+    if (last.status == 200) ++accepted;
+    return last.status != 200;
+  }));
+  EXPECT_EQ(last.status, 503) << last.body;
+  EXPECT_EQ(error_code(last), "overloaded");
+  EXPECT_EQ(last.header("retry-after"), "7");
+  EXPECT_GE(accepted, 1);
+  EXPECT_EQ(health(*h)["received"], accepted);
+}
+
+TEST_F(Webhooks, FailedProcessingLandsInDeadLettersAndCanBeReplayed) {
+  Options o;
+  o.extra = "max_attempts = 2\n";
+  auto h = start(o);
+  const std::vector<std::string> admin{"X-Test-Admin: yes"};
+  // Signed and well-formed enough to acknowledge, but without data.object: processing fails.
+  auto body = event("evt_dead", "invoice.paid", false);
+  ASSERT_EQ(h->post("/webhooks/stripe", body, signed_headers(body)).status, 200);
+  json list;
+  ASSERT_TRUE(wait_until([&] {
+    list = json::parse(h->get("/admin/webhooks/dead-letter", admin).body, nullptr, false);
+    return list.is_object() && list["count"] == 1;
+  })) << list.dump();
+  auto dead = list["dead_letters"][0];
+  EXPECT_EQ(dead["event_id"], "evt_dead");
+  EXPECT_EQ(dead["type"], "invoice.paid");
+  EXPECT_EQ(dead["attempts"], 2);
+  EXPECT_EQ(dead["reason"], "the event has no data.object");
+  EXPECT_EQ(health(*h)["failed"], 1);
+  EXPECT_TRUE(deliveries(observed()).empty());
+
+  // Admin routes need the admin scope.
+  EXPECT_EQ(h->get("/admin/webhooks/dead-letter").status, 401);
+  const std::string replay = "/admin/webhooks/dead-letter/" + dead["id"].dump() + "/replay";
+  EXPECT_EQ(h->post(replay, "").status, 401);
+  EXPECT_EQ(h->post("/admin/webhooks/dead-letter/999999/replay", "", admin).status, 404);
+  EXPECT_EQ(h->post("/admin/webhooks/dead-letter/abc/replay", "", admin).status, 404);
+
+  // Replay: delivered again with a fresh attempt count; it still cannot be processed, so after
+  // its attempts it is a dead letter again (never lost, never published).
+  auto r = h->post(replay, "", admin);
+  ASSERT_EQ(r.status, 200) << r.body;
+  ASSERT_TRUE(wait_until([&] { return health(*h)["failed"] == 2; }));
+  list = json::parse(h->get("/admin/webhooks/dead-letter", admin).body);
+  ASSERT_EQ(list["count"], 1);
+  EXPECT_EQ(list["dead_letters"][0]["attempts"], 2);
+  EXPECT_TRUE(deliveries(observed()).empty());
+  EXPECT_NE(h->get("/wh-test/metrics").body.find("kgents_stripe_webhooks_errors_total 4"), std::string::npos);
+}
+
+TEST_F(Webhooks, ReplayedDeadLetterIsProcessedOnceTheCauseIsGone) {
+  // A genuine transient cause: another replica holds the processing claim in the shared Redis
+  // store (simulated with redis-cli). Once it is released, a replay processes the event once.
+  RedisServer redis;
+  Options o;
+  o.store = "redis";
+  o.redis_url = redis.url();
+  o.extra = "max_attempts = 2\n";
+  auto h = start(o);
+  const std::vector<std::string> admin{"X-Test-Admin: yes"};
+  std::string claim_key;
+  {
+    // Find how the host namespaces keys: the evt mark of a first event shows it.
+    auto body = event("evt_probe");
+    ASSERT_EQ(h->post("/webhooks/stripe", body, signed_headers(body)).status, 200);
+    auto keys = redis.cli({"--scan", "--pattern", "*whk:evt:evt_probe*"});
+    ASSERT_NE(keys.find("whk:evt:evt_probe"), std::string::npos) << keys;
+    auto k = keys.substr(0, keys.find('\n'));
+    claim_key = k.replace(k.find("whk:evt:evt_probe"), 17, "whk:claim:evt_held");
+  }
+  redis.cli({"SET", claim_key, "1", "EX", "3600"});
+  auto body = event("evt_held");
+  ASSERT_EQ(h->post("/webhooks/stripe", body, signed_headers(body)).status, 200);
+  json list;
+  ASSERT_TRUE(wait_until([&] {
+    list = json::parse(h->get("/admin/webhooks/dead-letter", admin).body, nullptr, false);
+    return list.is_object() && list["count"] == 1;
+  })) << list.dump();
+  EXPECT_EQ(deliveries(observed())["evt_held"], 0);
+  redis.cli({"DEL", claim_key});
+  ASSERT_EQ(h->post("/admin/webhooks/dead-letter/" + list["dead_letters"][0]["id"].dump() + "/replay",
+                    "", admin)
+                .status,
+            200);
+  ASSERT_TRUE(wait_until([&] { return deliveries(observed())["evt_held"] == 1; }));
+  EXPECT_TRUE(wait_until([&] { return health(*h)["queue_depth"] == 0; }));
+  EXPECT_EQ(json::parse(h->get("/admin/webhooks/dead-letter", admin).body)["count"], 0);
+  EXPECT_EQ(deliveries(observed())["evt_held"], 1);
+}
+
+TEST_F(Webhooks, RedisDownFallsBackToMemoryAndKeepsAccepting) {
+  RedisServer redis;
+  Options o;
+  o.store = "redis";
+  o.redis_url = redis.url();
+  auto h = start(o);
+  auto first = event("evt_r1");
+  ASSERT_EQ(h->post("/webhooks/stripe", first, signed_headers(first)).status, 200);
+  ASSERT_TRUE(wait_until([&] { return health(*h)["status"] == "healthy"; }));
+
+  redis.kill();
+  ASSERT_TRUE(wait_until([&] { return health(*h)["status"] == "degraded"; }, 15s));
+  for (int i = 0; i < 5; ++i) {
+    auto body = event("evt_down_" + std::to_string(i));
+    auto r = h->post("/webhooks/stripe", body, signed_headers(body));
+    EXPECT_EQ(r.status, 200) << r.body;
+    EXPECT_EQ(json::parse(r.body), json({{"received", true}}));
+  }
+  auto dup = event("evt_down_0");
+  EXPECT_EQ(json::parse(h->post("/webhooks/stripe", dup, signed_headers(dup)).body)["duplicate"], true);
+  ASSERT_TRUE(wait_until([&] {
+    auto d = deliveries(observed());
+    for (int i = 0; i < 5; ++i)
+      if (d["evt_down_" + std::to_string(i)] != 1) return false;
+    return true;
+  }));
+  EXPECT_EQ(json::parse(h->get("/health").body)["plugins"]["webhooks"]["status"], "degraded");
+
+  redis.start();
+  EXPECT_TRUE(wait_until([&] { return health(*h)["status"] == "healthy"; }, 15s));
+}
+
+TEST_F(Webhooks, SameEventTwentyTimesToTwoReplicasIsProcessedOnce) {
+  RedisServer redis;
+  Options o;
+  o.store = "redis";
+  o.redis_url = redis.url();
+  auto a = start(o);
+  auto b = start(o);
+  const auto body = event("evt_twenty");
+  std::vector<HttpResult> results(20);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < 20; ++i)
+    threads.emplace_back([&, i] {
+      auto& h = i % 2 ? *a : *b;
+      results[i] = h.post("/webhooks/stripe", body, signed_headers(body));
+    });
+  for (auto& t : threads) t.join();
+  int fresh = 0;
+  for (auto& r : results) {
+    ASSERT_EQ(r.status, 200) << r.body;
+    if (!json::parse(r.body).contains("duplicate")) ++fresh;
+  }
+  EXPECT_EQ(fresh, 1);  // the mark is set once, after a durable append
+  ASSERT_TRUE(wait_until([&] { return deliveries(observed())["evt_twenty"] >= 1; }));
+  // Every durable copy (on either replica) has been dealt with before counting.
+  ASSERT_TRUE(wait_until([&] { return health(*a)["queue_depth"] == 0 && health(*b)["queue_depth"] == 0; }));
+  EXPECT_EQ(deliveries(observed())["evt_twenty"], 1);
+  EXPECT_EQ(health(*a)["processed"].get<int>() + health(*b)["processed"].get<int>(), 1);
+}
+
+TEST_F(Webhooks, KillNineAfterAcknowledgementProcessesEachEventOnce) {
+  TempDir data;
+  const std::string data_dir = (data.path() / "kg").string();
+  auto h = start({}, {}, data_dir);
+  constexpr int kEvents = 1000, kThreads = 8;
+  std::atomic<int> ok{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t)
+    threads.emplace_back([&, t] {
+      for (int i = t; i < kEvents; i += kThreads) {
+        auto body = event("evt_k_" + std::to_string(i));
+        if (h->post("/webhooks/stripe", body, signed_headers(body)).status == 200) ++ok;
+      }
+    });
+  for (auto& t : threads) t.join();
+  ASSERT_EQ(ok.load(), kEvents);
+  h->restart_after_kill();  // SIGKILL right after the last 200, same port and data dir
+  ASSERT_TRUE(h->wait_ready()) << h->log();
+  ASSERT_TRUE(wait_until([&] { return deliveries(observed()).size() == kEvents; }, 30s))
+      << deliveries(observed()).size();
+  ASSERT_TRUE(wait_until([&] { return health(*h)["queue_depth"] == 0; }));
+  auto d = deliveries(observed());
+  int twice = 0;
+  for (auto& [id, n] : d)
+    if (n != 1) {
+      ++twice;
+      ADD_FAILURE() << id << " delivered " << n << " times";
+    }
+  EXPECT_EQ(twice, 0);
+  for (int i = 0; i < kEvents; ++i) EXPECT_EQ(d.count("evt_k_" + std::to_string(i)), 1u) << i;
+}
+
+}  // namespace
+}  // namespace kghost::test
