@@ -19,6 +19,9 @@ namespace beast = boost::beast;
 namespace http = beast::http;
 namespace net = boost::asio;
 using tcp = net::ip::tcp;
+// Sockets bound to their io_context's concrete executor: no type-erased executor per operation.
+using Socket = net::basic_stream_socket<tcp, net::io_context::executor_type>;
+using Clock = std::chrono::steady_clock;
 
 namespace {
 
@@ -53,18 +56,31 @@ class BeastExchange final : public Exchange {
 
 }  // namespace
 
+namespace {
+class Connection;
+}
+
+// One I/O thread: its io_context, and the connections it owns for the deadline sweep.
+struct IoWorker {
+  // Only this thread touches its sockets, so the reactor needs no locks; posts from other
+  // threads still go through the (locked) scheduler.
+  net::io_context ioc{BOOST_ASIO_CONCURRENCY_HINT_UNSAFE_IO};
+  net::executor_work_guard<net::io_context::executor_type> guard{ioc.get_executor()};
+  net::steady_timer sweep_timer{ioc};
+  std::vector<std::weak_ptr<Connection>> connections;  // touched only on this thread
+  std::thread thread;
+};
+
 struct HttpServer::Impl {
   Impl(const ServerConfig& c, Pipeline& p, Logger& l) : cfg(c), pipeline(p), log(l) {}
 
   ServerConfig cfg;
   Pipeline& pipeline;
   Logger& log;
-  std::vector<std::unique_ptr<net::io_context>> iocs;
-  std::vector<net::executor_work_guard<net::io_context::executor_type>> guards;
-  std::vector<std::thread> threads;
-  std::unique_ptr<tcp::acceptor> acceptor;
+  std::vector<std::unique_ptr<IoWorker>> workers;
+  std::unique_ptr<tcp::acceptor> acceptor;  // on workers[0]
   std::unique_ptr<net::steady_timer> accept_retry;
-  std::size_t next_ioc = 0;
+  std::size_t next_worker = 0;
   std::string local;
   std::atomic<bool> draining{false};
   std::atomic<uint64_t> in_flight{0};
@@ -73,6 +89,7 @@ struct HttpServer::Impl {
   std::vector<std::weak_ptr<StreamState>> streams;
 
   void accept();
+  void sweep(IoWorker& w);
   void track(const std::shared_ptr<StreamState>& s) {
     std::lock_guard lock(streams_mutex);
     std::erase_if(streams, [](auto& w) { return w.expired(); });
@@ -86,22 +103,28 @@ class ChunkedStream;
 
 class Connection final : public Transport, public std::enable_shared_from_this<Connection> {
  public:
-  Connection(tcp::socket&& socket, HttpServer::Impl& srv) : stream_(std::move(socket)), srv_(srv) {
+  Connection(Socket&& socket, HttpServer::Impl& srv) : socket_(std::move(socket)), srv_(srv) {
     ++srv_.connections;
   }
   ~Connection() override { --srv_.connections; }
 
   void start() {
     beast::error_code ec;
-    stream_.socket().set_option(tcp::no_delay(true), ec);
-    auto ep = stream_.socket().remote_endpoint(ec);
+    socket_.set_option(tcp::no_delay(true), ec);
+    auto ep = socket_.remote_endpoint(ec);
     if (!ec) remote_ = ep.address().to_string();
     wait_for_request();
   }
 
   void post(std::function<void()> fn) override {
-    net::post(stream_.get_executor(), [self = shared_from_this(), fn = std::move(fn)] { fn(); });
+    net::post(socket_.get_executor(), [self = shared_from_this(), fn = std::move(fn)] { fn(); });
   }
+
+  // Deadlines are plain time points checked by the worker's sweep (every 250 ms) instead of
+  // a timer armed per operation: no timer-queue or timerfd work on the request path.
+  void expire_in(std::chrono::seconds d) { deadline_ = Clock::now() + d; }
+  void expire_never() { deadline_ = Clock::time_point::max(); }
+  bool expired(Clock::time_point now) const { return now >= deadline_; }
 
   // Serialises by hand into one reused buffer: for small responses this is much cheaper than
   // Beast's serializer, and the format is fixed (status line, our headers, Content-Length).
@@ -131,8 +154,8 @@ class Connection final : public Transport, public std::enable_shared_from_this<C
     }
     out_ += "\r\n\r\n";
     if (!head_only) out_ += r.body;
-    stream_.expires_after(srv_.cfg.idle_timeout);
-    net::async_write(stream_, net::buffer(out_),
+    expire_in(srv_.cfg.idle_timeout);
+    net::async_write(socket_, net::buffer(out_),
                      [self = shared_from_this(), keep](beast::error_code ec, std::size_t) {
                        self->on_written(ec, keep);
                      });
@@ -141,7 +164,7 @@ class Connection final : public Transport, public std::enable_shared_from_this<C
   std::shared_ptr<StreamState> begin_stream(HttpResponse&& head,
                                             std::function<void()> on_closed) override;
 
-  beast::tcp_stream& stream() { return stream_; }
+  Socket& socket() { return socket_; }
   HttpServer::Impl& server() { return srv_; }
   void request_done() {
     if (counted_) {
@@ -151,8 +174,8 @@ class Connection final : public Transport, public std::enable_shared_from_this<C
   }
   void close() {
     beast::error_code ec;
-    stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
-    stream_.close();
+    socket_.shutdown(tcp::socket::shutdown_send, ec);
+    socket_.close(ec);
   }
 
  private:
@@ -175,14 +198,14 @@ class Connection final : public Transport, public std::enable_shared_from_this<C
   // header deadline. The header section has one deadline from its first byte; a body gets a
   // fresh one per read, so only a gap longer than body_timeout closes the connection.
   void read_more(std::chrono::seconds timeout, bool first = false) {
-    if (first || parser_->is_header_done()) stream_.expires_after(timeout);
-    stream_.async_read_some(buffer_.prepare(16 * 1024),
+    if (first || parser_->is_header_done()) expire_in(timeout);
+    socket_.async_read_some(buffer_.prepare(16 * 1024),
                             [self = shared_from_this(), first](beast::error_code ec, std::size_t n) {
                               if (ec) return self->close();
                               self->buffer_.commit(n);
                               if (first) {
                                 self->started_ = std::chrono::steady_clock::now();
-                                self->stream_.expires_after(self->srv_.cfg.header_timeout);
+                                self->expire_in(self->srv_.cfg.header_timeout);
                               }
                               self->parse();
                             });
@@ -240,6 +263,7 @@ class Connection final : public Transport, public std::enable_shared_from_this<C
   }
 
   void dispatch() {
+    expire_never();  // a plugin may take its time; the client is not the one being slow now
     current_ = std::make_shared<BeastExchange>(parser_->release());
     current_->transport = shared_from_this();
     current_->remote_addr = remote_;
@@ -264,7 +288,8 @@ class Connection final : public Transport, public std::enable_shared_from_this<C
     wait_for_request();
   }
 
-  beast::tcp_stream stream_;
+  Socket socket_;
+  Clock::time_point deadline_ = Clock::time_point::max();
   HttpServer::Impl& srv_;
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
@@ -313,14 +338,14 @@ class ChunkedStream final : public StreamState, public std::enable_shared_from_t
   }
 
   void abort() override {
-    net::post(conn_->stream().get_executor(), [self = shared_from_this()] { self->client_gone(); });
+    net::post(conn_->socket().get_executor(), [self = shared_from_this()] { self->client_gone(); });
   }
 
  private:
   void schedule_flush_locked() {
     if (flushing_) return;
     flushing_ = true;
-    net::post(conn_->stream().get_executor(), [self = shared_from_this()] { self->flush(); });
+    net::post(conn_->socket().get_executor(), [self = shared_from_this()] { self->flush(); });
   }
 
   void flush() {
@@ -341,8 +366,8 @@ class ChunkedStream final : public StreamState, public std::enable_shared_from_t
   }
 
   void write_out() {
-    conn_->stream().expires_never();
-    net::async_write(conn_->stream(), net::buffer(out_),
+    conn_->expire_never();
+    net::async_write(conn_->socket(), net::buffer(out_),
                      [self = shared_from_this()](beast::error_code ec, std::size_t) {
                        if (ec) return self->client_gone();
                        bool done, more;
@@ -358,7 +383,7 @@ class ChunkedStream final : public StreamState, public std::enable_shared_from_t
   }
 
   void watch_client() {
-    conn_->stream().socket().async_read_some(
+    conn_->socket().async_read_some(
         net::buffer(scratch_), [self = shared_from_this()](beast::error_code ec, std::size_t) {
           if (ec) return self->client_gone();
           self->watch_client();  // ignore anything the client sends
@@ -413,9 +438,7 @@ std::shared_ptr<StreamState> Connection::begin_stream(HttpResponse&& head,
 }  // namespace
 
 void HttpServer::Impl::accept() {
-  auto& ioc = *iocs[next_ioc];
-  next_ioc = (next_ioc + 1) % iocs.size();
-  acceptor->async_accept(ioc, [this](beast::error_code ec, tcp::socket socket) {
+  acceptor->async_accept([this](beast::error_code ec, tcp::socket socket) {
     if (ec == net::error::operation_aborted || !acceptor->is_open()) return;
     if (ec) {
       // Out of descriptors or similar: keep serving the connections we have, retry shortly.
@@ -426,8 +449,38 @@ void HttpServer::Impl::accept() {
       });
       return;
     }
-    std::make_shared<Connection>(std::move(socket), *this)->start();
+    // Hand the descriptor to the next worker, which registers it with its own reactor.
+    auto protocol = acceptor->local_endpoint().protocol();
+    auto fd = socket.release(ec);
+    IoWorker& w = *workers[next_worker];
+    next_worker = (next_worker + 1) % workers.size();
+    if (!ec) {
+      net::post(w.ioc, [this, &w, protocol, fd] {
+        beast::error_code e;
+        Socket s(w.ioc.get_executor());
+        s.assign(protocol, fd, e);
+        if (e) return;
+        auto conn = std::make_shared<Connection>(std::move(s), *this);
+        w.connections.push_back(conn);
+        conn->start();
+      });
+    }
     accept();
+  });
+}
+
+void HttpServer::Impl::sweep(IoWorker& w) {
+  auto now = Clock::now();
+  std::erase_if(w.connections, [now](std::weak_ptr<Connection>& weak) {
+    auto c = weak.lock();
+    if (!c) return true;
+    if (!c->expired(now)) return false;
+    c->close();  // its pending read or write completes with an error and lets go of it
+    return true;
+  });
+  w.sweep_timer.expires_after(std::chrono::milliseconds(250));
+  w.sweep_timer.async_wait([this, &w](beast::error_code ec) {
+    if (!ec) sweep(w);
   });
 }
 
@@ -439,10 +492,7 @@ HttpServer::~HttpServer() { stop(); }
 void HttpServer::start() {
   auto& s = *impl_;
   unsigned n = s.cfg.threads ? s.cfg.threads : std::max(1u, std::thread::hardware_concurrency());
-  for (unsigned i = 0; i < n; ++i) {
-    s.iocs.push_back(std::make_unique<net::io_context>(1));
-    s.guards.push_back(net::make_work_guard(*s.iocs.back()));
-  }
+  for (unsigned i = 0; i < n; ++i) s.workers.push_back(std::make_unique<IoWorker>());
   auto colon = s.cfg.listen.rfind(':');
   if (colon == std::string::npos)
     throw std::runtime_error("server.listen \"" + s.cfg.listen + "\" must be HOST:PORT");
@@ -460,8 +510,9 @@ void HttpServer::start() {
     throw std::runtime_error("server.listen \"" + s.cfg.listen +
                              "\" is not HOST:PORT with an IP address and a port 0-65535");
   tcp::endpoint ep(addr, static_cast<unsigned short>(port));
-  s.acceptor = std::make_unique<tcp::acceptor>(*s.iocs[0]);
-  s.accept_retry = std::make_unique<net::steady_timer>(*s.iocs[0]);
+  auto& first = s.workers[0]->ioc;
+  s.acceptor = std::make_unique<tcp::acceptor>(first);
+  s.accept_retry = std::make_unique<net::steady_timer>(first);
   s.acceptor->open(ep.protocol(), ec);
   if (!ec) s.acceptor->set_option(net::socket_base::reuse_address(true), ec);
   if (!ec) s.acceptor->bind(ep, ec);
@@ -472,7 +523,10 @@ void HttpServer::start() {
                                       : local.address().to_string()) +
             ":" + std::to_string(local.port());
   s.accept();
-  for (auto& ioc : s.iocs) s.threads.emplace_back([io = ioc.get()] { io->run(); });
+  for (auto& w : s.workers) {
+    s.sweep(*w);
+    w->thread = std::thread([io = &w->ioc] { io->run(); });
+  }
 }
 
 std::string HttpServer::local_address() const { return impl_->local; }
@@ -480,7 +534,7 @@ std::string HttpServer::local_address() const { return impl_->local; }
 bool HttpServer::drain(std::chrono::milliseconds timeout) {
   auto& s = *impl_;
   s.draining = true;
-  if (s.acceptor) net::post(*s.iocs[0], [&s] {
+  if (s.acceptor) net::post(s.workers[0]->ioc, [&s] {
     beast::error_code ec;
     s.acceptor->close(ec);
   });
@@ -498,15 +552,15 @@ bool HttpServer::drain(std::chrono::milliseconds timeout) {
 
 void HttpServer::stop() {
   auto& s = *impl_;
-  for (auto& g : s.guards) g.reset();
-  for (auto& ioc : s.iocs) ioc->stop();
-  for (auto& t : s.threads)
-    if (t.joinable()) t.join();
-  s.threads.clear();
+  for (auto& w : s.workers) {
+    w->guard.reset();
+    w->ioc.stop();
+  }
+  for (auto& w : s.workers)
+    if (w->thread.joinable()) w->thread.join();
   s.acceptor.reset();
   s.accept_retry.reset();
-  s.guards.clear();
-  s.iocs.clear();  // destroys the connections still waiting
+  s.workers.clear();  // destroys the connections still waiting
 }
 
 uint64_t HttpServer::in_flight() const { return impl_->in_flight.load(); }
