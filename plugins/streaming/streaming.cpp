@@ -94,9 +94,13 @@ class Streaming final : public sdk::Plugin {
     publisher_ = std::make_unique<Publisher>(settings_, pm, log);
     hub_ = std::make_unique<SseHub>(settings_, *publisher_, sm, log);
 
-    route({.method = "POST", .path = kEventsRoute, .scopes = "write",
-           .summary = "Publish a JSON event on one of the caller's channels"},
-          [this](Request& req) { post_event(req); });
+    // Registered through the C table: the SDK's route() returns KG_OK after the handler, and the
+    // host needs KG_PENDING once a handler has deferred (see the report to the lead).
+    kg_route post{sizeof(kg_route), sdk::str("POST"), sdk::str(kEventsRoute), sdk::str("write"), 0,
+                  &Streaming::post_trampoline, this,
+                  sdk::str("Publish a JSON event on one of the caller's channels")};
+    if (host().api()->register_route(host().ctx(), &post) != KG_OK)
+      throw std::runtime_error("cannot register POST " + std::string(kEventsRoute));
     route({.method = "GET", .path = kEventsRoute, .scopes = "read",
            .summary = "Server-Sent Events of one of the caller's channels (Last-Event-ID resumes)"},
           [this](Request& req) { get_events(req); });
@@ -136,21 +140,33 @@ class Streaming final : public sdk::Plugin {
 
  private:
   // --- POST …/events ---------------------------------------------------------------------------
-  void post_event(Request& req) {
+  static kg_status post_trampoline(void* ud, kg_request* raw) {
+    auto* self = static_cast<Streaming*>(ud);
+    Request req(self->host().api(), raw);
+    try {
+      return self->post_event(req) ? KG_PENDING : KG_OK;
+    } catch (const std::exception& e) {
+      self->host().log(KG_LOG_ERROR, std::string("streaming: POST failed: ") + e.what(), &req);
+    }
+    return KG_ERR_INTERNAL;
+  }
+
+  // True when the answer was deferred (KG_PENDING).
+  bool post_event(Request& req) {
     std::string channel(req.param("channel").value_or(""));
     if (!valid_channel(channel))
-      return req.error(400, "bad_request", "channel must match [A-Za-z0-9_-]{1,64}");
+      return fail(req, 400, "bad_request", "channel must match [A-Za-z0-9_-]{1,64}");
     auto p = req.principal();
-    if (!p) return req.error(401, "missing_api_key", "this route needs an API key");
+    if (!p) return fail(req, 401, "missing_api_key", "this route needs an API key");
     std::string_view body = req.body();
     if (!json::accept(body))
-      return req.error(400, "bad_request", "the body must be a JSON document");
+      return fail(req, 400, "bad_request", "the body must be a JSON document");
     if (!publisher_->enabled())
-      return req.error(503, "unavailable", "streaming is disabled: no NATS server is configured");
+      return fail(req, 503, "unavailable", "streaming is disabled: no NATS server is configured");
     std::string msg_id;
     if (auto key = req.header("idempotency-key")) {
       if (!valid_idempotency_key(*key))
-        return req.error(400, "bad_request", "Idempotency-Key must be 1..200 printable characters");
+        return fail(req, 400, "bad_request", "Idempotency-Key must be 1..200 printable characters");
       msg_id = "idem:" + subject_token(p->tenant_id) + ":" + channel + ":" + std::string(*key);
     } else {
       msg_id = "kg:" + instance_ + ":" + std::to_string(next_id_.fetch_add(1));
@@ -162,16 +178,25 @@ class Streaming final : public sdk::Plugin {
                                       });
     switch (a) {
       case Admission::pending:
-        return;
+        break;
       case Admission::queued:
-        return responder->complete({202, R"({"queued":true})", {}, {}});
+        responder->complete({202, R"({"queued":true})", {}, {}});
+        break;
       case Admission::overloaded:
         req.add_header("Retry-After", "1");
-        return responder->error(503, "overloaded", "the fallback queue is full; retry later");
+        responder->error(503, "overloaded", "the fallback queue is full; retry later");
+        break;
       case Admission::unavailable:
         req.add_header("Retry-After", "5");
-        return responder->error(503, "unavailable", "streaming is not available");
+        responder->error(503, "unavailable", "streaming is not available");
+        break;
     }
+    return true;
+  }
+
+  static bool fail(Request& req, uint16_t status, std::string_view code, std::string_view message) {
+    req.error(status, code, message);
+    return false;
   }
 
   static void answer(sdk::Responder& r, const Outcome& o) {
