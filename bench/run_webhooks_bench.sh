@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# Stripe webhook benchmark: signed POST /webhooks/stripe through the whole path (rate limit,
+# signature, JSON, idempotency lookup, durable fsync'd append, idempotency mark, 200) with the
+# memory store and with a real redis-server. Unique event ids (peers' gen_stripe_requests.py +
+# stripe_webhook.lua), so every 200 is a durably acknowledged new event.
+#   bench/run_webhooks_bench.sh [build-dir]     (default build/webhooks-rel; Release build)
+# Knobs: DUR=10s CONNS=50 THREADS=1 N=400000 REPS=1 PEERS=/work/shared/peers
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BUILD=$(realpath "${1:-build/webhooks-rel}")
+DUR=${DUR:-10s} CONNS=${CONNS:-50} THREADS=${THREADS:-1} N=${N:-400000} REPS=${REPS:-1}
+PEERS=${PEERS:-/work/shared/peers}
+WORK=$(mktemp -d /tmp/kghost-whbench.XXXXXX)
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_http() { for _ in $(seq 1 200); do curl -fs "$1" >/dev/null 2>&1 && return 0; sleep 0.05; done; return 1; }
+
+run_one() {  # run_one STORE REP
+  local store=$1 rep=$2 port data redis_port="" redis_pid="" kg_pid
+  port=$(free_port)
+  data="$WORK/data-$store-$rep"
+  mkdir -p "$data"
+  local store_cfg='backend = "memory"'
+  if [[ $store == redis ]]; then
+    redis_port=$(free_port)
+    redis-server --port "$redis_port" --save '' --appendonly no --daemonize no >"$WORK/redis.log" 2>&1 &
+    redis_pid=$!; pids+=("$redis_pid")
+    for _ in $(seq 1 100); do redis-cli -p "$redis_port" ping >/dev/null 2>&1 && break; sleep 0.05; done
+    store_cfg="backend = \"redis\"
+redis_url = \"redis://127.0.0.1:$redis_port\""
+  fi
+  cat >"$WORK/kghost.toml" <<TOML
+log_level = "warn"
+plugin_dir = "$BUILD/bin/plugins"
+data_dir = "$data"
+[store]
+$store_cfg
+[[plugins]]
+name = "webhooks"
+[plugins.config]
+secrets = "whsec_test_secret"
+journal_dir = "$data/webhooks"
+rate_limit = 0
+TOML
+  "$BUILD/bin/kghost" --config "$WORK/kghost.toml" --listen "127.0.0.1:$port" 2>"$WORK/kghost.log" &
+  kg_pid=$!; pids+=("$kg_pid")
+  wait_http "http://127.0.0.1:$port/webhooks/stripe/health" || { cat "$WORK/kghost.log"; exit 1; }
+  # Fresh signatures (300 s tolerance) and ids for every run.
+  python3 "$PEERS/gen_stripe_requests.py" --n "$N" --prefix "b${store}${rep}$$" --out "$WORK/reqs.txt"
+  local out
+  out=$(wrk -t"$THREADS" -c"$CONNS" -d"$DUR" --latency -s "$PEERS/stripe_webhook.lua" \
+    "http://127.0.0.1:$port" -- "$WORK/reqs.txt" "$THREADS")
+  local rps p50 p99 non2xx health
+  rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
+  p50=$(awk '$1=="50%" {print $2}' <<<"$out")
+  p99=$(awk '$1=="99%" {print $2}' <<<"$out")
+  non2xx=$(awk '/Non-2xx/ {print $NF}' <<<"$out"); non2xx=${non2xx:-0}
+  past=$(awk -F': ' '/requests_past_end_of_file/ {print $2}' <<<"$out")
+  health=$(curl -s "http://127.0.0.1:$port/webhooks/stripe/health")
+  echo "store=$store rep=$rep req/s=$rps p50=$p50 p99=$p99 non2xx=$non2xx dups_sent=$past health=$health"
+  kill "$kg_pid"; wait "$kg_pid" 2>/dev/null || true
+  [[ -n $redis_pid ]] && { kill "$redis_pid"; wait "$redis_pid" 2>/dev/null || true; }
+  return 0
+}
+
+echo "kghost webhooks bench: wrk -t$THREADS -c$CONNS -d$DUR, $(nproc) cores, build $BUILD"
+for rep in $(seq 1 "$REPS"); do
+  run_one memory "$rep"
+  run_one redis "$rep"
+done
+if [[ -f $PEERS/RESULTS.md ]]; then
+  echo "FastAPI (peers' RESULTS.md, POST /webhooks/stripe, in-memory set, nothing durable):"
+  grep -E '^\| fastapi \| POST /webhooks/stripe' "$PEERS/RESULTS.md" | awk -F'|' '{print "  " $4 " c=" $5 ": " $6 " req/s"}'
+fi
