@@ -62,13 +62,20 @@ bool hmac(std::string_view secret, int64_t timestamp, std::string_view body, Dig
 
 std::string_view to_string(SignatureResult r) {
   switch (r) {
-    case SignatureResult::ok: return "ok";
-    case SignatureResult::missing_header: return "missing_header";
-    case SignatureResult::malformed: return "malformed";
-    case SignatureResult::no_signature: return "no_signature";
-    case SignatureResult::mismatch: return "mismatch";
-    case SignatureResult::too_old: return "too_old";
-    case SignatureResult::too_new: return "too_new";
+    case SignatureResult::ok:
+      return "ok";
+    case SignatureResult::missing_header:
+      return "missing_header";
+    case SignatureResult::malformed:
+      return "malformed";
+    case SignatureResult::no_signature:
+      return "no_signature";
+    case SignatureResult::mismatch:
+      return "mismatch";
+    case SignatureResult::too_old:
+      return "too_old";
+    case SignatureResult::too_new:
+      return "too_new";
   }
   return "unknown";
 }

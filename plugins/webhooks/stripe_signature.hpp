@@ -23,12 +23,12 @@ namespace kghost::webhooks {
 
 enum class SignatureResult {
   ok,
-  missing_header,   // header absent or empty
-  malformed,        // no `t`, several `t`, or a `t` that is not a plain number
-  no_signature,     // no `v1` (e.g. `v0` only)
-  mismatch,         // no `v1` matches any secret (also garbage hex)
-  too_old,          // valid signature, timestamp older than now - tolerance
-  too_new,          // valid signature, timestamp later than now + tolerance
+  missing_header,  // header absent or empty
+  malformed,       // no `t`, several `t`, or a `t` that is not a plain number
+  no_signature,    // no `v1` (e.g. `v0` only)
+  mismatch,        // no `v1` matches any secret (also garbage hex)
+  too_old,         // valid signature, timestamp older than now - tolerance
+  too_new,         // valid signature, timestamp later than now + tolerance
 };
 
 std::string_view to_string(SignatureResult r);

@@ -40,8 +40,6 @@
 //   A crash after (d)'s publish and before its done marks is the one window in which an event
 //   can be published twice; everything else is exactly once. Subscribers that need strict
 //   exactly-once use the bus event id.
-#include <kghost/plugin.hpp>
-
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -51,6 +49,7 @@
 #include <condition_variable>
 #include <filesystem>
 #include <fstream>
+#include <kghost/plugin.hpp>
 #include <map>
 #include <mutex>
 #include <nlohmann/json.hpp>
@@ -83,7 +82,7 @@ struct Config {
   milliseconds rate_window{1000};
   uint32_t max_attempts = 8;
   milliseconds retry_backoff{500};
-  uint64_t max_queue_bytes = 0;      // 0: the host's default bound
+  uint64_t max_queue_bytes = 0;       // 0: the host's default bound
   uint64_t max_queue_depth = 200000;  // entries waiting to be processed; past it: 503
   int retry_after_s = 5;
   milliseconds claim_lease{10000};
@@ -105,7 +104,8 @@ int64_t get_int(const json& cfg, const char* key, int64_t def, int64_t min, int6
   } else if (v.is_string()) {  // "${ENV:-8}" style values arrive as strings
     const std::string s = v.get<std::string>();
     auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), out);
-    if (ec != std::errc() || p != s.data() + s.size()) bad(key, "must be an integer, got \"" + s + "\"");
+    if (ec != std::errc() || p != s.data() + s.size())
+      bad(key, "must be an integer, got \"" + s + "\"");
   } else {
     bad(key, "must be an integer");
   }
@@ -118,9 +118,9 @@ Config parse_config(std::string_view text) {
   json cfg = json::parse(text, nullptr, false);
   if (!cfg.is_object()) throw std::runtime_error("webhooks config: not a table");
   static const std::unordered_set<std::string> known = {
-      "secrets",         "tolerance_s",     "idempotency_ttl_s", "rate_limit",
-      "rate_window_ms",  "max_attempts",    "retry_backoff_ms",  "max_queue_bytes",
-      "max_queue_depth", "retry_after_s",   "claim_lease_ms",    "store_timeout_ms",
+      "secrets",         "tolerance_s",   "idempotency_ttl_s", "rate_limit",
+      "rate_window_ms",  "max_attempts",  "retry_backoff_ms",  "max_queue_bytes",
+      "max_queue_depth", "retry_after_s", "claim_lease_ms",    "store_timeout_ms",
       "journal_dir",     "journal_rotate"};
   for (auto& [k, v] : cfg.items())
     if (!known.count(k)) bad(k, "is not a known key");
@@ -130,7 +130,8 @@ Config parse_config(std::string_view text) {
     std::size_t start = 0;
     while (start <= s.size()) {
       auto comma = s.find(',', start);
-      std::string one = s.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+      std::string one =
+          s.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
       while (!one.empty() && one.front() == ' ') one.erase(0, 1);
       while (!one.empty() && one.back() == ' ') one.pop_back();
       if (!one.empty()) c.secrets.push_back(one);
@@ -156,8 +157,10 @@ Config parse_config(std::string_view text) {
   c.rate_window = milliseconds(get_int(cfg, "rate_window_ms", 1000, 100, 3'600'000));
   c.max_attempts = static_cast<uint32_t>(get_int(cfg, "max_attempts", 8, 1, 100));
   c.retry_backoff = milliseconds(get_int(cfg, "retry_backoff_ms", 500, 1, 600'000));
-  c.max_queue_bytes = static_cast<uint64_t>(get_int(cfg, "max_queue_bytes", 0, 0, int64_t{1} << 40));
-  c.max_queue_depth = static_cast<uint64_t>(get_int(cfg, "max_queue_depth", 200000, 1, int64_t{1} << 40));
+  c.max_queue_bytes =
+      static_cast<uint64_t>(get_int(cfg, "max_queue_bytes", 0, 0, int64_t{1} << 40));
+  c.max_queue_depth =
+      static_cast<uint64_t>(get_int(cfg, "max_queue_depth", 200000, 1, int64_t{1} << 40));
   c.retry_after_s = static_cast<int>(get_int(cfg, "retry_after_s", 5, 1, 3600));
   c.claim_lease = milliseconds(get_int(cfg, "claim_lease_ms", 10000, 100, 3'600'000));
   c.store_timeout = milliseconds(get_int(cfg, "store_timeout_ms", 5000, 10, 600'000));
@@ -165,7 +168,8 @@ Config parse_config(std::string_view text) {
     if (!cfg["journal_dir"].is_string()) bad("journal_dir", "must be a string");
     c.journal_dir = cfg["journal_dir"].get<std::string>();
   }
-  c.journal_rotate = static_cast<uint64_t>(get_int(cfg, "journal_rotate", 100000, 10, int64_t{1} << 32));
+  c.journal_rotate =
+      static_cast<uint64_t>(get_int(cfg, "journal_rotate", 100000, 10, int64_t{1} << 32));
   return c;
 }
 
@@ -214,13 +218,15 @@ class Journal {
     std::ifstream in(p);
     std::string line;
     while (std::getline(in, line))
-      if (!line.empty()) into.insert(line);  // a torn last line has no '\n' but is still an id
-                                             // prefix at worst: harmless (never a real id)
+      if (!line.empty())
+        into.insert(line);  // a torn last line has no '\n' but is still an id
+                            // prefix at worst: harmless (never a real id)
   }
   void open_current() {
     fd_ = ::open((dir_ / "processed.log").c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
     if (fd_ < 0)
-      throw std::runtime_error("webhooks: cannot open journal " + (dir_ / "processed.log").string());
+      throw std::runtime_error("webhooks: cannot open journal " +
+                               (dir_ / "processed.log").string());
   }
 
   std::filesystem::path dir_;
@@ -233,7 +239,8 @@ class Journal {
 
 // ---- helpers --------------------------------------------------------------------------------
 
-std::string error_json(std::string_view code, std::string_view message, std::string_view request_id) {
+std::string error_json(std::string_view code, std::string_view message,
+                       std::string_view request_id) {
   return json{{"error", {{"code", code}, {"message", message}, {"request_id", request_id}}}}.dump();
 }
 
@@ -278,7 +285,8 @@ std::optional<ParsedEvent> parse_event(std::string_view body, json* doc_out = nu
 class Webhooks final : public kghost::sdk::Plugin {
  public:
   explicit Webhooks(Host h) : Plugin(h), cfg_(parse_config(h.config_json())) {
-    if (!cfg_.journal_dir.empty()) journal_ = std::make_unique<Journal>(cfg_.journal_dir, cfg_.journal_rotate);
+    if (!cfg_.journal_dir.empty())
+      journal_ = std::make_unique<Journal>(cfg_.journal_dir, cfg_.journal_rotate);
     kg_queue_options qo{};
     qo.max_attempts = cfg_.max_attempts;
     qo.max_bytes = cfg_.max_queue_bytes;
@@ -286,16 +294,17 @@ class Webhooks final : public kghost::sdk::Plugin {
     queue_ = host().queue("events", qo);
     if (!queue_) throw std::runtime_error("webhooks: cannot open the durable queue \"events\"");
 
-    auto total = host().metric(KG_METRIC_COUNTER, "kgents_stripe_webhooks_total",
-                               "Stripe webhook requests and processing outcomes, by result",
-                               {"result"});
+    auto total =
+        host().metric(KG_METRIC_COUNTER, "kgents_stripe_webhooks_total",
+                      "Stripe webhook requests and processing outcomes, by result", {"result"});
     for (auto r : {"ok", "duplicate", "invalid_signature", "invalid_payload", "rate_limited",
                    "overloaded", "unavailable", "processed", "skipped_duplicate", "dead_letter"})
       results_.emplace(r, total.series({r}));
-    errors_ = host()
-                  .metric(KG_METRIC_COUNTER, "kgents_stripe_webhooks_errors_total",
-                          "Stripe webhook processing attempts that failed (retried or dead-lettered)")
-                  .series();
+    errors_ =
+        host()
+            .metric(KG_METRIC_COUNTER, "kgents_stripe_webhooks_errors_total",
+                    "Stripe webhook processing attempts that failed (retried or dead-lettered)")
+            .series();
 
     // Registered through the C table: the SDK's route() returns KG_OK after req.defer(),
     // which the host answers with a 500 (reported to the lead); this handler returns
@@ -312,8 +321,8 @@ class Webhooks final : public kghost::sdk::Plugin {
                       self->on_webhook(req);
                       return KG_PENDING;
                     } catch (const std::exception& e) {
-                      self->host().log(KG_LOG_ERROR, std::string("webhook handler failed: ") + e.what(),
-                                       &req);
+                      self->host().log(KG_LOG_ERROR,
+                                       std::string("webhook handler failed: ") + e.what(), &req);
                     }
                     return KG_ERR_INTERNAL;
                   },
@@ -321,13 +330,19 @@ class Webhooks final : public kghost::sdk::Plugin {
                   kghost::sdk::str("Stripe webhook receiver (Stripe-Signature required)")};
     if (host().api()->register_route(host().ctx(), &post) != KG_OK)
       throw std::runtime_error("webhooks: cannot register POST /webhooks/stripe");
-    route({.method = "GET", .path = "/webhooks/stripe/health", .is_public = true,
+    route({.method = "GET",
+           .path = "/webhooks/stripe/health",
+           .is_public = true,
            .summary = "Stripe webhook receiver status and counters"},
           [this](Request& req) { req.respond(200, health_json().dump()); });
-    route({.method = "GET", .path = "/admin/webhooks/dead-letter", .scopes = "admin",
+    route({.method = "GET",
+           .path = "/admin/webhooks/dead-letter",
+           .scopes = "admin",
            .summary = "List Stripe events that failed processing"},
           [this](Request& req) { on_list_dead(req); });
-    route({.method = "POST", .path = "/admin/webhooks/dead-letter/{id}/replay", .scopes = "admin",
+    route({.method = "POST",
+           .path = "/admin/webhooks/dead-letter/{id}/replay",
+           .scopes = "admin",
            .summary = "Queue a dead-lettered Stripe event for processing again"},
           [this](Request& req) { on_replay(req); });
 
@@ -402,12 +417,12 @@ class Webhooks final : public kghost::sdk::Plugin {
   }
 
   void verify_and_parse(const CallPtr& c) {
-    auto now = std::chrono::duration_cast<seconds>(
-                   std::chrono::system_clock::now().time_since_epoch())
-                   .count();
-    auto v = c->signature_repeated
-                 ? kghost::webhooks::SignatureResult::malformed
-                 : kghost::webhooks::verify(c->signature, c->body, cfg_.secrets, now, cfg_.tolerance);
+    auto now =
+        std::chrono::duration_cast<seconds>(std::chrono::system_clock::now().time_since_epoch())
+            .count();
+    auto v = c->signature_repeated ? kghost::webhooks::SignatureResult::malformed
+                                   : kghost::webhooks::verify(c->signature, c->body, cfg_.secrets,
+                                                              now, cfg_.tolerance);
     if (v != kghost::webhooks::SignatureResult::ok) {
       invalid_signatures_++;
       count("invalid_signature");
@@ -433,8 +448,8 @@ class Webhooks final : public kghost::sdk::Plugin {
     // de-duplicates); answering "duplicate" for an event we may not hold would not be.
     if (queue_.depth() >= cfg_.max_queue_depth) {
       count("overloaded");
-      return finish_error(c, 503, "overloaded", "the webhook processing backlog is full; retry later",
-                          true);
+      return finish_error(c, 503, "overloaded",
+                          "the webhook processing backlog is full; retry later", true);
     }
     kg_status st = queue_.append(c->body, [this, c](kg_status s, uint64_t) { after_append(c, s); });
     if (st == KG_PENDING) return;
@@ -443,15 +458,16 @@ class Webhooks final : public kghost::sdk::Plugin {
       return finish_error(c, 503, "overloaded", "the webhook spool is full; retry later", true);
     }
     count("unavailable");
-    finish_error(c, 503, "unavailable", "the webhook spool cannot accept events; retry later", true);
+    finish_error(c, 503, "unavailable", "the webhook spool cannot accept events; retry later",
+                 true);
   }
 
   // Committer thread: keep it short (the store answers now, or later on its own thread).
   void after_append(const CallPtr& c, kg_status s) {
     if (s != KG_OK) {
       count("unavailable");
-      return finish_error(c, 503, "unavailable", "the event could not be written durably; retry later",
-                          true);
+      return finish_error(c, 503, "unavailable",
+                          "the event could not be written durably; retry later", true);
     }
     auto now = host().check_and_set("whk:evt:" + c->event_id, cfg_.idempotency_ttl,
                                     [this, c](const StoreResult& r) { after_mark(c, r); });
@@ -507,8 +523,8 @@ class Webhooks final : public kghost::sdk::Plugin {
       failed_++;
       count("dead_letter");
       host().warn("webhook event " + event_id + " (entry " + std::to_string(e.id) +
-                  ") moved to dead letters after " + std::to_string(e.attempt) +
-                  " attempts: " + reason + "; fix the cause, then POST /admin/webhooks/dead-letter/" +
+                  ") moved to dead letters after " + std::to_string(e.attempt) + " attempts: " +
+                  reason + "; fix the cause, then POST /admin/webhooks/dead-letter/" +
                   std::to_string(e.id) + "/replay");
     } else {
       host().info("webhook event " + event_id + " attempt " + std::to_string(e.attempt) +
@@ -593,7 +609,8 @@ class Webhooks final : public kghost::sdk::Plugin {
     auto [end, ec] = std::from_chars(p.data(), p.data() + p.size(), id);
     if (ec != std::errc() || end != p.data() + p.size())
       return req.error(404, "not_found", "no dead letter with this id");
-    if (queue_.replay(id) != KG_OK) return req.error(404, "not_found", "no dead letter with this id");
+    if (queue_.replay(id) != KG_OK)
+      return req.error(404, "not_found", "no dead letter with this id");
     host().info("webhook dead letter " + std::to_string(id) + " replayed by an operator");
     req.respond(200, json{{"replayed", true}, {"id", id}}.dump());
   }
@@ -603,8 +620,8 @@ class Webhooks final : public kghost::sdk::Plugin {
   void poll_store_health() {
     std::string doc;
     host().api()->health_render(
-        host().ctx(), [](void* ud, kg_str s) { static_cast<std::string*>(ud)->append(s.ptr, s.len); },
-        &doc);
+        host().ctx(),
+        [](void* ud, kg_str s) { static_cast<std::string*>(ud)->append(s.ptr, s.len); }, &doc);
     auto j = json::parse(doc, nullptr, false);
     if (!j.is_object() || !j.contains("store") || !j["store"].is_object()) return;
     auto st = j["store"].value("status", "healthy");
@@ -621,17 +638,15 @@ class Webhooks final : public kghost::sdk::Plugin {
 
   json health_json() {
     static constexpr const char* kNames[] = {"healthy", "degraded", "unhealthy"};
-    json j = {{"status", kNames[status()]},
-              {"received", received_.load()},
-              {"duplicates", duplicates_.load()},
-              {"invalid_signatures", invalid_signatures_.load()},
-              {"failed", failed_.load()},
-              {"queue_depth", queue_.depth()},
-              {"processed", processed_.load()},
-              {"skipped_duplicates", skipped_.load()}};
+    json j = {
+        {"status", kNames[status()]},       {"received", received_.load()},
+        {"duplicates", duplicates_.load()}, {"invalid_signatures", invalid_signatures_.load()},
+        {"failed", failed_.load()},         {"queue_depth", queue_.depth()},
+        {"processed", processed_.load()},   {"skipped_duplicates", skipped_.load()}};
     std::lock_guard lock(reasons_mu_);
     if (!store_backend_.empty())
-      j["store"] = {{"backend", store_backend_}, {"status", store_degraded_ ? "degraded" : "healthy"}};
+      j["store"] = {{"backend", store_backend_},
+                    {"status", store_degraded_ ? "degraded" : "healthy"}};
     return j;
   }
 
@@ -643,7 +658,7 @@ class Webhooks final : public kghost::sdk::Plugin {
   std::atomic<uint64_t> received_{0}, duplicates_{0}, invalid_signatures_{0}, failed_{0},
       processed_{0}, skipped_{0};
   std::atomic<bool> store_degraded_{false};
-  mutable std::mutex reasons_mu_;       // guards reasons_ and store_backend_
+  mutable std::mutex reasons_mu_;            // guards reasons_ and store_backend_
   std::map<uint64_t, std::string> reasons_;  // entry id → why its last attempt failed (bounded)
   std::string store_backend_;
 };

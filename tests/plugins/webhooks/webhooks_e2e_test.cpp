@@ -52,8 +52,8 @@ struct Options {
 };
 
 std::string config(const Options& o) {
-  std::string c = "plugin_dir = \"${KG_PLUGIN_DIR}\"\ndata_dir = \"${KG_DATA_DIR}\"\n" + o.top_extra +
-                  "[store]\nbackend = \"" + o.store + "\"\n";
+  std::string c = "plugin_dir = \"${KG_PLUGIN_DIR}\"\ndata_dir = \"${KG_DATA_DIR}\"\n" +
+                  o.top_extra + "[store]\nbackend = \"" + o.store + "\"\n";
   if (!o.redis_url.empty()) c += "redis_url = \"" + o.redis_url + "\"\nredis_timeout_ms = 200\n";
   c += R"(
 [[plugins]]
@@ -72,8 +72,8 @@ retry_backoff_ms = 20
 name = "wh_observer"
 path = "${KG_TEST_PLUGIN_DIR}/kg_wh_observer.so"
 [plugins.config]
-file = ")" + o.observed_file +
-       "\"\n";
+file = ")" +
+       o.observed_file + "\"\n";
   return c;
 }
 
@@ -89,7 +89,9 @@ std::map<std::string, int> deliveries(const std::string& file) {
   return out;
 }
 
-json health(const KgHost& h) { return json::parse(h.get("/webhooks/stripe/health").body, nullptr, false); }
+json health(const KgHost& h) {
+  return json::parse(h.get("/webhooks/stripe/health").body, nullptr, false);
+}
 
 std::string error_code(const HttpResult& r) {
   auto j = json::parse(r.body, nullptr, false);
@@ -139,7 +141,8 @@ TEST_F(Webhooks, AcknowledgesSignedEventAndPublishesItOnce) {
 
   auto metrics = h->get("/wh-test/metrics").body;
   EXPECT_NE(metrics.find("kgents_stripe_webhooks_total{result=\"ok\"} 1"), std::string::npos);
-  EXPECT_NE(metrics.find("kgents_stripe_webhooks_total{result=\"duplicate\"} 1"), std::string::npos);
+  EXPECT_NE(metrics.find("kgents_stripe_webhooks_total{result=\"duplicate\"} 1"),
+            std::string::npos);
   EXPECT_NE(metrics.find("kgents_stripe_webhooks_errors_total"), std::string::npos);
 }
 
@@ -174,15 +177,16 @@ TEST_F(Webhooks, RejectsEveryBadInputOfTheIssue) {
     EXPECT_FALSE(r.header("x-request-id").empty());
   }
   // Two Stripe-Signature headers are refused like two t= fields.
-  auto two = post(body, {"Stripe-Signature: t=" + ts + ",v1=" + sig, "Stripe-Signature: t=" + ts + ",v1=" + sig});
+  auto two = post(body, {"Stripe-Signature: t=" + ts + ",v1=" + sig,
+                         "Stripe-Signature: t=" + ts + ",v1=" + sig});
   EXPECT_EQ(error_code(two), "invalid_signature");
 
   // Valid signatures over bodies that are not events.
-  for (std::string b : {std::string(), std::string("not json"), std::string("[1,2]"),
-                        std::string(R"({"type":"x.y"})"), std::string(R"({"id":"evt_x"})"),
-                        std::string(R"({"id":5,"type":"x.y"})"),
-                        std::string(R"({"id":"evt x","type":"x.y"})"),
-                        std::string(R"({"id":"evt_x","type":"a..b"})")}) {
+  for (std::string b :
+       {std::string(), std::string("not json"), std::string("[1,2]"),
+        std::string(R"({"type":"x.y"})"), std::string(R"({"id":"evt_x"})"),
+        std::string(R"({"id":5,"type":"x.y"})"), std::string(R"({"id":"evt x","type":"x.y"})"),
+        std::string(R"({"id":"evt_x","type":"a..b"})")}) {
     auto r = post(b, signed_headers(b, t));
     EXPECT_EQ(r.status, 400) << b;
     EXPECT_EQ(error_code(r), "invalid_payload") << b << ": " << r.body;
@@ -282,7 +286,8 @@ TEST_F(Webhooks, FailedProcessingLandsInDeadLettersAndCanBeReplayed) {
   ASSERT_EQ(list["count"], 1);
   EXPECT_EQ(list["dead_letters"][0]["attempts"], 2);
   EXPECT_TRUE(deliveries(observed()).empty());
-  EXPECT_NE(h->get("/wh-test/metrics").body.find("kgents_stripe_webhooks_errors_total 4"), std::string::npos);
+  EXPECT_NE(h->get("/wh-test/metrics").body.find("kgents_stripe_webhooks_errors_total 4"),
+            std::string::npos);
 }
 
 TEST_F(Webhooks, ReplayedDeadLetterIsProcessedOnceTheCauseIsGone) {
@@ -315,10 +320,11 @@ TEST_F(Webhooks, ReplayedDeadLetterIsProcessedOnceTheCauseIsGone) {
   })) << list.dump();
   EXPECT_EQ(deliveries(observed())["evt_held"], 0);
   redis.cli({"DEL", claim_key});
-  ASSERT_EQ(h->post("/admin/webhooks/dead-letter/" + list["dead_letters"][0]["id"].dump() + "/replay",
-                    "", admin)
-                .status,
-            200);
+  ASSERT_EQ(
+      h->post("/admin/webhooks/dead-letter/" + list["dead_letters"][0]["id"].dump() + "/replay", "",
+              admin)
+          .status,
+      200);
   ASSERT_TRUE(wait_until([&] { return deliveries(observed())["evt_held"] == 1; }));
   EXPECT_TRUE(wait_until([&] { return health(*h)["queue_depth"] == 0; }));
   EXPECT_EQ(json::parse(h->get("/admin/webhooks/dead-letter", admin).body)["count"], 0);
@@ -344,7 +350,8 @@ TEST_F(Webhooks, RedisDownFallsBackToMemoryAndKeepsAccepting) {
     EXPECT_EQ(json::parse(r.body), json({{"received", true}}));
   }
   auto dup = event("evt_down_0");
-  EXPECT_EQ(json::parse(h->post("/webhooks/stripe", dup, signed_headers(dup)).body)["duplicate"], true);
+  EXPECT_EQ(json::parse(h->post("/webhooks/stripe", dup, signed_headers(dup)).body)["duplicate"],
+            true);
   ASSERT_TRUE(wait_until([&] {
     auto d = deliveries(observed());
     for (int i = 0; i < 5; ++i)
@@ -381,7 +388,8 @@ TEST_F(Webhooks, SameEventTwentyTimesToTwoReplicasIsProcessedOnce) {
   EXPECT_EQ(fresh, 1);  // the mark is set once, after a durable append
   ASSERT_TRUE(wait_until([&] { return deliveries(observed())["evt_twenty"] >= 1; }));
   // Every durable copy (on either replica) has been dealt with before counting.
-  ASSERT_TRUE(wait_until([&] { return health(*a)["queue_depth"] == 0 && health(*b)["queue_depth"] == 0; }));
+  ASSERT_TRUE(
+      wait_until([&] { return health(*a)["queue_depth"] == 0 && health(*b)["queue_depth"] == 0; }));
   EXPECT_EQ(deliveries(observed())["evt_twenty"], 1);
   EXPECT_EQ(health(*a)["processed"].get<int>() + health(*b)["processed"].get<int>(), 1);
 }

@@ -4,9 +4,9 @@
 // torn). Every delivery is recorded: de-duplication is what the tests check, not done here.
 // GET /wh-test/metrics renders the host's metrics (the observability plugin owns /metrics).
 #include <fcntl.h>
-#include <kghost/plugin.hpp>
 #include <unistd.h>
 
+#include <kghost/plugin.hpp>
 #include <stdexcept>
 #include <string>
 
@@ -29,7 +29,8 @@ class WhObserver final : public kghost::sdk::Plugin {
             std::string text;
             host().api()->metrics_render(
                 host().ctx(),
-                [](void* ud, kg_str s) { static_cast<std::string*>(ud)->append(s.ptr, s.len); }, &text);
+                [](void* ud, kg_str s) { static_cast<std::string*>(ud)->append(s.ptr, s.len); },
+                &text);
             req.respond(200, text, "text/plain");
           });
   }
@@ -43,4 +44,5 @@ class WhObserver final : public kghost::sdk::Plugin {
 
 }  // namespace
 
-KGHOST_PLUGIN(WhObserver, "wh_observer", "1.0.0", "Test fixture: records stripe.> bus deliveries", 0)
+KGHOST_PLUGIN(WhObserver, "wh_observer", "1.0.0", "Test fixture: records stripe.> bus deliveries",
+              0)
