@@ -64,10 +64,17 @@ int run(kghost::HostConfig& cfg, bool check_only, const sigset_t& signals) {
   Pipeline pipeline(log);
   HostState state;
   PluginHost* plugins_ptr = nullptr;
-  HostServices services{log,   metrics, pipeline, *store,        bus,
-                        pool,  tasks,   cfg.mode, cfg.data_dir, [&] {
-                          return health_document(*plugins_ptr, *store, state).dump();
-                        }};
+  HostServices services{log,
+                        metrics,
+                        pipeline,
+                        *store,
+                        bus,
+                        pool,
+                        tasks,
+                        cfg.mode,
+                        cfg.data_dir,
+                        cfg.data_dir.string(),
+                        [&] { return health_document(*plugins_ptr, *store, state).dump(); }};
   PluginHost plugins(services);
   plugins_ptr = &plugins;
   if (auto err = register_host_routes(pipeline, plugins, *store, state); !err.empty())

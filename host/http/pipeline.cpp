@@ -194,7 +194,8 @@ bool Pipeline::settle(const std::shared_ptr<Exchange>& ex, kg_status st, bool is
     finish(*ex, std::move(r));
     return false;
   }
-  if (st == KG_PENDING && (ex->deferred || ex->streaming)) return false;
+  // KG_OK after defer/stream_begin also means "answered later": nothing else is meant by it.
+  if ((st == KG_PENDING || st == KG_OK) && (ex->deferred || ex->streaming)) return false;
   if (ex->streaming) return false;  // already answering; nothing more to send
 
   std::string why = st < 0 ? "failed with status " + std::to_string(st)

@@ -283,12 +283,12 @@ kg_status api_bus_publish(kg_plugin_ctx* c, kg_str topic, kg_str data, kg_str id
 }
 kg_status api_bus_subscribe(kg_plugin_ctx* c, kg_str pattern, kg_bus_fn fn, void* ud) {
   if (!setting_up(c)) return KG_ERR_STATE;
-  if (!fn) return KG_ERR_INVALID;
-  auto id = c->services->bus.subscribe(sv(pattern), c->name, [fn, ud](const BusEvent& e) {
-    kg_bus_event ev{sizeof(kg_bus_event), ks(e.topic), ks(e.data), ks(e.id)};
-    return fn(ud, &ev) == KG_OK;
-  });
-  return id ? KG_OK : KG_ERR_INVALID;
+  if (!fn || !valid_pattern(sv(pattern))) return KG_ERR_INVALID;
+  if (c->state == State::creating) {  // subscribed for real only if create succeeds
+    c->subscriptions.push_back({std::string(sv(pattern)), fn, ud});
+    return KG_OK;
+  }
+  return PluginHost::subscribe(*c, sv(pattern), fn, ud) ? KG_OK : KG_ERR_INVALID;
 }
 
 // --- store ------------------------------------------------------------------------------------
@@ -390,13 +390,17 @@ kg_status api_queue_append(kg_queue* q, kg_str data, kg_append_fn done, void* ud
   }
   return KG_ERR_INTERNAL;
 }
+thread_local std::string consumer_reason;  // set by queue_fail_reason during a consumer call
+void api_queue_fail_reason(kg_str reason) { consumer_reason = sv(reason); }
 kg_status api_queue_consume(kg_queue* q, kg_consume_fn fn, void* ud) {
   if (!q || !fn) return KG_ERR_INVALID;
   q_of(q)->consume([fn, ud](const QueueEntry& e, std::string& error) {
     kg_queue_entry ce{sizeof(kg_queue_entry), e.id, e.attempt, ks(e.data), ks(e.last_error)};
+    consumer_reason.clear();
     kg_status st = fn(ud, &ce);
     if (st == KG_OK) return DurableQueue::Outcome::ack;
-    error = "consumer returned status " + std::to_string(st);
+    error = consumer_reason.empty() ? "consumer returned status " + std::to_string(st)
+                                    : std::move(consumer_reason);
     return DurableQueue::Outcome::retry;
   });
   return KG_OK;
@@ -429,7 +433,25 @@ kg_status api_health_render(kg_plugin_ctx* c, kg_sink_fn sink, void* ud) {
   return KG_OK;
 }
 
+kg_status api_error_body(kg_str code, kg_str message, kg_str request_id, kg_sink_fn sink, void* ud) {
+  if (!sink) return KG_ERR_INVALID;
+  auto body = error_response(500, sv(code), sv(message), sv(request_id)).body;
+  sink(ud, ks(body));
+  return KG_OK;
+}
+kg_str api_data_dir(kg_plugin_ctx* c) { return ks(c->services->data_dir_text); }
+kg_health_status api_store_status(kg_plugin_ctx* c) {
+  return static_cast<kg_health_status>(c->services->store.health().status);
+}
+
 }  // namespace
+
+bool PluginHost::subscribe(kg_plugin_ctx& c, std::string_view pattern, kg_bus_fn fn, void* ud) {
+  return c.services->bus.subscribe(pattern, c.name, [fn, ud](const BusEvent& e) {
+    kg_bus_event ev{sizeof(kg_bus_event), ks(e.topic), ks(e.data), ks(e.id)};
+    return fn(ud, &ev) == KG_OK;
+  }) != 0;
+}
 
 const kg_host_api& PluginHost::api() {
   static const kg_host_api table = [] {
@@ -494,6 +516,10 @@ const kg_host_api& PluginHost::api() {
     t.queue_replay = api_queue_replay;
     t.metrics_render = api_metrics_render;
     t.health_render = api_health_render;
+    t.data_dir = api_data_dir;
+    t.store_status = api_store_status;
+    t.queue_fail_reason = api_queue_fail_reason;
+    t.error_body = api_error_body;
     return t;
   }();
   return table;

@@ -134,6 +134,8 @@ void PluginHost::commit(kg_plugin_ctx& p) {
       });
     }
   }
+  for (auto& sub : p.subscriptions) subscribe(p, sub.pattern, sub.fn, sub.user_data);
+  p.subscriptions.clear();
   p.routes.clear();
   p.filters.clear();
   p.observers.clear();

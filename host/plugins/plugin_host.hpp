@@ -46,6 +46,7 @@ struct HostServices {
   TaskRunner& tasks;
   std::string mode;
   std::filesystem::path data_dir;
+  std::string data_dir_text;                   // data_dir as handed to plugins
   std::function<std::string()> render_health;  // the /health document
 };
 
@@ -84,6 +85,12 @@ struct kg_plugin_ctx {
     void* user_data;
   };
   std::vector<PendingTask> tasks;
+  struct PendingSubscription {
+    std::string pattern;
+    kg_bus_fn fn;
+    void* user_data;
+  };
+  std::vector<PendingSubscription> subscriptions;
   std::vector<std::unique_ptr<kghost::DurableQueue>> queues;
 };
 
@@ -115,6 +122,8 @@ class PluginHost {
   const std::vector<std::unique_ptr<kg_plugin_ctx>>& plugins() const { return plugins_; }
 
   static const kg_host_api& api();
+  // Subscribes a plugin's bus callback (at commit, or directly during start).
+  static bool subscribe(kg_plugin_ctx& c, std::string_view pattern, kg_bus_fn fn, void* ud);
 
  private:
   void load_one(const PluginEntry& entry, const HostConfig& config);

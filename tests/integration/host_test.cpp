@@ -264,6 +264,19 @@ TEST(FaultyPlugin, HandlerFailuresBecome500WithRequestIdAndTheHostKeepsServing) 
   EXPECT_NE(log.find("\"request_id\":\"req-throw\""), std::string::npos) << log;
 }
 
+TEST(FaultyPlugin, SdkDeferredAnswersAndErrorsWithHeadersArrive) {
+  KgHost host(plugin_config("faulty"));
+  ASSERT_TRUE(host.wait_ready()) << host.log();
+  auto later = host.get("/faulty/later");
+  EXPECT_EQ(later.status, 200);
+  EXPECT_EQ(body_json(later)["later"], true);
+  auto err = host.get("/faulty/later-error", {"X-Request-Id: late-1"});
+  EXPECT_EQ(err.status, 503);
+  EXPECT_EQ(err.header("retry-after"), "7");
+  EXPECT_EQ(body_json(err)["error"]["code"], "overloaded");
+  EXPECT_EQ(body_json(err)["error"]["request_id"], "late-1");
+}
+
 TEST(PluginLoading, WrongMajorExits2NamingPluginPathAndBothVersions) {
   TempDir dir;
   auto cfg = write_file(dir, "k.toml", plugin_config("wrong_major"));

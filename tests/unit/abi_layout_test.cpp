@@ -57,7 +57,11 @@ PIN(kg_host_api, store_check_and_set, 360);
 PIN(kg_host_api, queue_open, 400);
 PIN(kg_host_api, metrics_render, 448);
 PIN(kg_host_api, health_render, 456);
-static_assert(sizeof(kg_host_api) == 464);
+PIN(kg_host_api, data_dir, 464);
+PIN(kg_host_api, store_status, 472);
+PIN(kg_host_api, queue_fail_reason, 480);
+PIN(kg_host_api, error_body, 488);
+static_assert(sizeof(kg_host_api) == 496);
 
 TEST(AbiLayout, VersionIsOnePointZero) {
   EXPECT_EQ(KG_ABI_MAJOR, 1);

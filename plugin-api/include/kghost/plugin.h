@@ -224,7 +224,8 @@ typedef struct kg_queue_entry {
 
 /* Queue consumer. [task] Return KG_OK to acknowledge (never delivered again), KG_ERR_RETRY
  * or any error to have it delivered again after a backoff; after the queue's max attempts
- * it becomes a dead letter. Delivery is at-least-once: de-duplicate by entry id. */
+ * it becomes a dead letter (say why with kg_host_api.queue_fail_reason). Delivery is
+ * at-least-once: de-duplicate by entry id. */
 typedef kg_status (*kg_consume_fn)(void* user_data, const kg_queue_entry* entry);
 
 /* Receives a rendered document in pieces (metrics text, health JSON). [any] Borrowed. */
@@ -453,6 +454,21 @@ typedef struct kg_host_api {
   kg_status (*metrics_render)(kg_plugin_ctx* ctx, kg_sink_fn sink, void* user_data);
   /* Renders the /health document (host, store and every plugin's report) as JSON. [any] */
   kg_status (*health_render)(kg_plugin_ctx* ctx, kg_sink_fn sink, void* user_data);
+
+  /* --- more host state ------------------------------------------------------------------ */
+  /* The host's data directory (absolute or relative to the working directory). [any]
+   * Borrowed, static. Durable state of a plugin belongs under <data_dir>/<plugin name>. */
+  kg_str (*data_dir)(kg_plugin_ctx* ctx);
+  /* The shared store's state: KG_HEALTHY, or KG_DEGRADED while its backend (Redis) is
+   * unreachable and answers come from the per-process memory fallback. [any] */
+  kg_health_status (*store_status)(kg_plugin_ctx* ctx);
+  /* Inside a queue consumer call: why this attempt failed. Kept with the entry and shown
+   * as last_error if it becomes a dead letter. [task] Copied. */
+  void (*queue_fail_reason)(kg_str reason);
+  /* Renders the contract's error JSON {"error":{"code","message","request_id"}} so that a
+   * deferred answer can carry it together with its own headers (e.g. Retry-After). [any] */
+  kg_status (*error_body)(kg_str code, kg_str message, kg_str request_id, kg_sink_fn sink,
+                          void* user_data);
 } kg_host_api;
 
 /* ---------------------------------------------------------------------------------------

@@ -58,9 +58,9 @@ struct Header {
 // A response to send: status, body, content type (default application/json), extra headers.
 struct Response {
   uint16_t status = 200;
-  std::string body;
-  std::string content_type;
-  std::vector<Header> headers;
+  std::string body{};
+  std::string content_type{};
+  std::vector<Header> headers{};
 };
 
 namespace detail {
@@ -85,13 +85,16 @@ struct CResponse {  // keeps kg_header views alive while the C struct is in use
 class Responder {
  public:
   Responder() = default;
-  Responder(const kg_host_api* api, kg_responder* r) : api_(api), r_(r) {}
-  Responder(Responder&& o) noexcept : api_(o.api_), r_(std::exchange(o.r_, nullptr)) {}
+  Responder(const kg_host_api* api, kg_responder* r, std::string request_id = {})
+      : api_(api), r_(r), request_id_(std::move(request_id)) {}
+  Responder(Responder&& o) noexcept
+      : api_(o.api_), r_(std::exchange(o.r_, nullptr)), request_id_(std::move(o.request_id_)) {}
   Responder& operator=(Responder&& o) noexcept {
     if (this != &o) {
       abandon();
       api_ = o.api_;
       r_ = std::exchange(o.r_, nullptr);
+      request_id_ = std::move(o.request_id_);
     }
     return *this;
   }
@@ -110,9 +113,20 @@ class Responder {
     r.headers = headers;
     complete(r);
   }
-  void error(uint16_t status, std::string_view code, std::string_view message) {
+  // The contract's error JSON; `headers` (e.g. Retry-After) go with it.
+  void error(uint16_t status, std::string_view code, std::string_view message,
+             std::vector<Header> headers = {}) {
     if (!r_) return;
-    api_->complete_error(std::exchange(r_, nullptr), status, str(code), str(message));
+    if (headers.empty() || !KG_HOST_HAS(api_, error_body)) {
+      api_->complete_error(std::exchange(r_, nullptr), status, str(code), str(message));
+      return;
+    }
+    Response r{status, {}, {}, std::move(headers)};
+    api_->error_body(
+        str(code), str(message), str(request_id_),
+        [](void* ud, kg_str body) { static_cast<std::string*>(ud)->append(body.ptr, body.len); },
+        &r.body);
+    complete(r);
   }
 
  private:
@@ -121,6 +135,7 @@ class Responder {
   }
   const kg_host_api* api_ = nullptr;
   kg_responder* r_ = nullptr;
+  std::string request_id_;
 };
 
 // A streamed response (e.g. SSE). Closed by its destructor if not closed before.
@@ -216,7 +231,11 @@ class Request {
     return false;
   }
 
-  Responder defer() { return Responder(api_, api_->defer(req_)); }
+  Responder defer() {
+    kg_responder* r = api_->defer(req_);
+    later_ = later_ || r != nullptr;
+    return Responder(api_, r, std::string(id()));
+  }
   // Starts a chunked response; on_closed runs once when the client leaves (any thread).
   Stream stream(const Response& head, std::function<void()> on_closed = {}) {
     detail::CResponse c(head);
@@ -234,14 +253,18 @@ class Request {
            : nullptr,
         cb);
     if (!s) delete cb;
+    later_ = later_ || s != nullptr;
     return Stream(api_, s);
   }
 
   kg_request* raw() const { return req_; }
+  // True once defer() or stream() handed the answer to later.
+  bool answered_later() const { return later_; }
 
  private:
   const kg_host_api* api_;
   kg_request* req_;
+  bool later_ = false;
 };
 
 // What a handler or filter returns.
@@ -324,6 +347,10 @@ class Queue {
     return st;
   }
   uint64_t depth() const { return q_ ? api_->queue_depth(q_) : 0; }
+  // Inside a consumer call: why this attempt fails (kept with the entry if it dead-letters).
+  void fail_reason(std::string_view why) const {
+    if (KG_HOST_HAS(api_, queue_fail_reason)) api_->queue_fail_reason(str(why));
+  }
   kg_status replay(uint64_t id) { return api_->queue_replay(q_, id); }
   void list_dead(const std::function<bool(const QueueEntry&)>& visit) const {
     api_->queue_list_dead(
@@ -360,6 +387,14 @@ class Host {
   void error(std::string_view msg) const { log(KG_LOG_ERROR, msg); }
 
   std::string_view mode() const { return view(api_->mode(ctx_)); }
+  // The host's data directory (durable state lives under it); empty on an older host.
+  std::string_view data_dir() const {
+    return KG_HOST_HAS(api_, data_dir) ? view(api_->data_dir(ctx_)) : std::string_view();
+  }
+  // The shared store's state: KG_HEALTHY, or KG_DEGRADED while Redis is away (memory fallback).
+  kg_health_status store_status() const {
+    return KG_HOST_HAS(api_, store_status) ? api_->store_status(ctx_) : KG_HEALTHY;
+  }
   bool production() const { return mode() == "production"; }
   std::string_view config_json() const { return view(api_->config_json(ctx_)); }
   std::optional<std::string_view> config(std::string_view path) const {
@@ -470,6 +505,8 @@ class Plugin {
   using Observer = std::function<void(Request&, const kg_observation&)>;
   using BusHandler = std::function<void(std::string_view topic, std::string_view data,
                                         std::string_view id)>;
+  // Return KG_OK to acknowledge; anything else retries. Throwing (or calling
+  // Queue::fail_reason before returning) records why, shown with the dead letter.
   using QueueConsumer = std::function<kg_status(const QueueEntry&)>;
 
   // A handler that neither answered nor deferred nor streamed gets a 500.
@@ -481,7 +518,7 @@ class Plugin {
                  auto& self = *static_cast<Holder<Handler>*>(ud);
                  return self.plugin->guard(req, [&](Request& r) {
                    self.fn(r);
-                   return KG_OK;
+                   return r.answered_later() ? KG_PENDING : KG_OK;
                  });
                },
                h, str(spec.summary)};
@@ -575,6 +612,8 @@ class Plugin {
                   return self.fn(QueueEntry{e->id, e->attempt, view(e->data), view(e->last_error)});
                 } catch (const std::exception& ex) {
                   self.plugin->host_.error(std::string("queue consumer failed: ") + ex.what());
+                  if (KG_HOST_HAS(self.plugin->host_.api(), queue_fail_reason))
+                    self.plugin->host_.api()->queue_fail_reason(str(ex.what()));
                 } catch (...) {
                   self.plugin->host_.error("queue consumer failed");
                 }
