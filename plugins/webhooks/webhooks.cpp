@@ -87,7 +87,7 @@ struct Config {
   int retry_after_s = 5;
   milliseconds claim_lease{10000};
   milliseconds store_timeout{5000};  // consumer waits for a store answer at most this long
-  std::string journal_dir;           // empty: no local processed journal
+  std::string journal_dir;           // empty: <host data_dir>/webhooks
   uint64_t journal_rotate = 100000;  // ids per journal generation (two are kept)
 };
 
@@ -239,11 +239,6 @@ class Journal {
 
 // ---- helpers --------------------------------------------------------------------------------
 
-std::string error_json(std::string_view code, std::string_view message,
-                       std::string_view request_id) {
-  return json{{"error", {{"code", code}, {"message", message}, {"request_id", request_id}}}}.dump();
-}
-
 // Stripe ids and types are short ASCII; anything else cannot be a real event and would only
 // pollute store keys and bus topics.
 bool valid_event_id(std::string_view s) {
@@ -285,8 +280,8 @@ std::optional<ParsedEvent> parse_event(std::string_view body, json* doc_out = nu
 class Webhooks final : public kghost::sdk::Plugin {
  public:
   explicit Webhooks(Host h) : Plugin(h), cfg_(parse_config(h.config_json())) {
-    if (!cfg_.journal_dir.empty())
-      journal_ = std::make_unique<Journal>(cfg_.journal_dir, cfg_.journal_rotate);
+    if (cfg_.journal_dir.empty()) cfg_.journal_dir = std::string(host().data_dir()) + "/webhooks";
+    journal_ = std::make_unique<Journal>(cfg_.journal_dir, cfg_.journal_rotate);
     kg_queue_options qo{};
     qo.max_attempts = cfg_.max_attempts;
     qo.max_bytes = cfg_.max_queue_bytes;
@@ -306,30 +301,11 @@ class Webhooks final : public kghost::sdk::Plugin {
                     "Stripe webhook processing attempts that failed (retried or dead-lettered)")
             .series();
 
-    // Registered through the C table: the SDK's route() returns KG_OK after req.defer(),
-    // which the host answers with a 500 (reported to the lead); this handler returns
-    // KG_PENDING itself.
-    kg_route post{sizeof(kg_route),
-                  kghost::sdk::str("POST"),
-                  kghost::sdk::str("/webhooks/stripe"),
-                  kghost::sdk::str(""),
-                  KG_ROUTE_PUBLIC,
-                  [](void* ud, kg_request* raw) -> kg_status {
-                    auto* self = static_cast<Webhooks*>(ud);
-                    Request req(self->host().api(), raw);
-                    try {
-                      self->on_webhook(req);
-                      return KG_PENDING;
-                    } catch (const std::exception& e) {
-                      self->host().log(KG_LOG_ERROR,
-                                       std::string("webhook handler failed: ") + e.what(), &req);
-                    }
-                    return KG_ERR_INTERNAL;
-                  },
-                  this,
-                  kghost::sdk::str("Stripe webhook receiver (Stripe-Signature required)")};
-    if (host().api()->register_route(host().ctx(), &post) != KG_OK)
-      throw std::runtime_error("webhooks: cannot register POST /webhooks/stripe");
+    route({.method = "POST",
+           .path = "/webhooks/stripe",
+           .is_public = true,
+           .summary = "Stripe webhook receiver (Stripe-Signature required)"},
+          [this](Request& req) { on_webhook(req); });
     route({.method = "GET",
            .path = "/webhooks/stripe/health",
            .is_public = true,
@@ -347,15 +323,11 @@ class Webhooks final : public kghost::sdk::Plugin {
           [this](Request& req) { on_replay(req); });
 
     health([this] { return std::make_pair(status(), health_json().dump()); });
-    // The ABI has no store-health call: read the store's state from the host's health
-    // document once a second (see the final report: a store_health slot would replace this).
-    every("webhooks.store_health", milliseconds(1000), [this] { poll_store_health(); });
   }
 
   // Delivery starts after every plugin is created, so subscribers of stripe.> are in place
   // before the first (possibly redelivered) event is published.
   void start() override {
-    poll_store_health();
     consume(queue_, [this](const QueueEntry& e) { return process(e); });
   }
 
@@ -373,9 +345,9 @@ class Webhooks final : public kghost::sdk::Plugin {
 
   void finish_error(const CallPtr& c, uint16_t status, std::string_view code, std::string_view msg,
                     bool retry_after = false) {
-    Response r{status, error_json(code, msg, c->request_id), {}, {}};
-    if (retry_after) r.headers.push_back({"Retry-After", std::to_string(cfg_.retry_after_s)});
-    c->responder.complete(r);
+    std::vector<kghost::sdk::Header> headers;
+    if (retry_after) headers.push_back({"Retry-After", std::to_string(cfg_.retry_after_s)});
+    c->responder.error(status, code, msg, std::move(headers));
   }
 
   void on_webhook(Request& req) {
@@ -514,11 +486,7 @@ class Webhooks final : public kghost::sdk::Plugin {
 
   kg_status fail(const QueueEntry& e, const std::string& event_id, const std::string& reason) {
     errors_.add();
-    {
-      std::lock_guard lock(reasons_mu_);
-      if (reasons_.size() > 10000) reasons_.erase(reasons_.begin());
-      reasons_[e.id] = reason;
-    }
+    queue_.fail_reason(reason);
     if (e.attempt >= cfg_.max_attempts) {
       failed_++;
       count("dead_letter");
@@ -595,8 +563,6 @@ class Webhooks final : public kghost::sdk::Plugin {
         item["event_id"] = ev->id;
         item["type"] = ev->type;
       }
-      std::lock_guard lock(reasons_mu_);
-      if (auto it = reasons_.find(d.id); it != reasons_.end()) item["reason"] = it->second;
       list.push_back(std::move(item));
       return list.size() < limit;
     });
@@ -617,21 +583,11 @@ class Webhooks final : public kghost::sdk::Plugin {
 
   // ---- health ---------------------------------------------------------------------------------
 
-  void poll_store_health() {
-    std::string doc;
-    host().api()->health_render(
-        host().ctx(),
-        [](void* ud, kg_str s) { static_cast<std::string*>(ud)->append(s.ptr, s.len); }, &doc);
-    auto j = json::parse(doc, nullptr, false);
-    if (!j.is_object() || !j.contains("store") || !j["store"].is_object()) return;
-    auto st = j["store"].value("status", "healthy");
-    store_degraded_ = st != "healthy";
-    std::lock_guard lock(reasons_mu_);
-    store_backend_ = j["store"].value("backend", "");
-  }
+  // Redis away: idempotency marks fall back to this replica's memory.
+  bool store_degraded() { return host().store_status() != KG_HEALTHY; }
 
-  kg_health_status status() const {
-    if (store_degraded_) return KG_DEGRADED;
+  kg_health_status status() {
+    if (store_degraded()) return KG_DEGRADED;
     if (queue_.depth() * 10 >= cfg_.max_queue_depth * 9) return KG_DEGRADED;
     return KG_HEALTHY;
   }
@@ -643,10 +599,7 @@ class Webhooks final : public kghost::sdk::Plugin {
         {"duplicates", duplicates_.load()}, {"invalid_signatures", invalid_signatures_.load()},
         {"failed", failed_.load()},         {"queue_depth", queue_.depth()},
         {"processed", processed_.load()},   {"skipped_duplicates", skipped_.load()}};
-    std::lock_guard lock(reasons_mu_);
-    if (!store_backend_.empty())
-      j["store"] = {{"backend", store_backend_},
-                    {"status", store_degraded_ ? "degraded" : "healthy"}};
+    j["store"] = {{"status", store_degraded() ? "degraded" : "healthy"}};
     return j;
   }
 
@@ -657,10 +610,6 @@ class Webhooks final : public kghost::sdk::Plugin {
   kghost::sdk::Metric::Series errors_;
   std::atomic<uint64_t> received_{0}, duplicates_{0}, invalid_signatures_{0}, failed_{0},
       processed_{0}, skipped_{0};
-  std::atomic<bool> store_degraded_{false};
-  mutable std::mutex reasons_mu_;            // guards reasons_ and store_backend_
-  std::map<uint64_t, std::string> reasons_;  // entry id → why its last attempt failed (bounded)
-  std::string store_backend_;
 };
 
 }  // namespace

@@ -64,7 +64,6 @@ path = "${KG_TEST_PLUGIN_DIR}/kg_wh_admin_auth.so"
 name = "webhooks"
 [plugins.config]
 secrets = "${STRIPE_WEBHOOK_SECRET:-whsec_test_secret}"
-journal_dir = "${KG_DATA_DIR}/webhooks"
 retry_backoff_ms = 20
 )" + o.extra +
        R"(
@@ -266,7 +265,7 @@ TEST_F(Webhooks, FailedProcessingLandsInDeadLettersAndCanBeReplayed) {
   EXPECT_EQ(dead["event_id"], "evt_dead");
   EXPECT_EQ(dead["type"], "invoice.paid");
   EXPECT_EQ(dead["attempts"], 2);
-  EXPECT_EQ(dead["reason"], "the event has no data.object");
+  EXPECT_EQ(dead["last_error"], "the event has no data.object");
   EXPECT_EQ(health(*h)["failed"], 1);
   EXPECT_TRUE(deliveries(observed()).empty());
 
