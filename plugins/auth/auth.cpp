@@ -277,19 +277,14 @@ class Auth final : public sdk::Plugin {
           r.error(429, "rate_limited", limited_message(tier_label, limit, window_s));
           return Flow::done;
         },
-        [this, limit, w, tier_label, window_s, request_id = std::string(req.id())](
-            Responder& responder, const StoreResult& res) {
+        [this, limit, w, tier_label, window_s](Responder& responder, const StoreResult& res) {
           Verdict v = verdict(res, limit, w, nullptr);
           std::vector<Header> headers;
           for (auto& h : rate_limit_headers(v, tier_label, window_s))
             headers.push_back({h.name, h.value});
           if (v.allowed) return responder.proceed(headers);
-          // complete_error cannot carry headers, so the error JSON is built here (same shape).
-          json body = {{"error",
-                        {{"code", "rate_limited"},
-                         {"message", limited_message(tier_label, limit, window_s)},
-                         {"request_id", request_id}}}};
-          responder.complete(Response{429, body.dump(), {}, std::move(headers)});
+          responder.error(429, "rate_limited", limited_message(tier_label, limit, window_s),
+                          std::move(headers));
         });
   }
 
