@@ -17,7 +17,6 @@
 #include <string>
 #include <unordered_map>
 
-#include "filter_store.hpp"
 #include "key_input.hpp"
 #include "keys.hpp"
 #include "rate_limit.hpp"
@@ -26,9 +25,13 @@ namespace kghost::auth {
 namespace {
 
 using nlohmann::json;
+using sdk::Flow;
 using sdk::Header;
 using sdk::Principal;
+using sdk::Request;
+using sdk::Responder;
 using sdk::Response;
+using sdk::StoreResult;
 
 struct Tier {
   std::string name;
@@ -264,7 +267,7 @@ class Auth final : public sdk::Plugin {
     const Window w = window_at(unix_ms(), window_s);
     const int64_t limit = tier.limit;
     const std::string tier_label = tier.name;
-    return store_in_filter(
+    return sdk::store_in_filter(
         req,
         [&](sdk::Host::StoreDone later) {
           return host().incr(counter_key(tenant, w.start_s), 1, std::chrono::milliseconds(w.ttl_ms),

@@ -5,7 +5,8 @@
 //     explicit Hello(kghost::sdk::Host host) : Plugin(host) {
 //       this->host().route({.method = "GET", .path = "/hello/{name}", .is_public = true},
 //                          [](kghost::sdk::Request& req) {
-//                            req.respond(200, R"({"hello":")" + std::string(*req.param("name")) + "\"}");
+//                            req.respond(200, R"({"hello":")" + std::string(*req.param("name")) +
+//                            "\"}");
 //                          });
 //     }
 //   };
@@ -25,6 +26,7 @@
 #include <initializer_list>
 #include <list>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -35,7 +37,9 @@
 namespace kghost::sdk {
 
 inline kg_str str(std::string_view s) { return kg_str{s.data(), s.size()}; }
-inline std::string_view view(kg_str s) { return s.len ? std::string_view(s.ptr, s.len) : std::string_view(); }
+inline std::string_view view(kg_str s) {
+  return s.len ? std::string_view(s.ptr, s.len) : std::string_view();
+}
 
 struct Principal {
   std::string_view user_id, tenant_id, tier, scopes;
@@ -155,7 +159,9 @@ class Stream {
   ~Stream() { close(); }
   explicit operator bool() const { return s_ != nullptr; }
   // KG_OK, KG_ERR_FULL (slow client) or KG_ERR_CLOSED (client left).
-  kg_status write(std::string_view data) { return s_ ? api_->stream_write(s_, str(data)) : KG_ERR_CLOSED; }
+  kg_status write(std::string_view data) {
+    return s_ ? api_->stream_write(s_, str(data)) : KG_ERR_CLOSED;
+  }
   void close() {
     if (s_) api_->stream_close(std::exchange(s_, nullptr));
   }
@@ -204,7 +210,8 @@ class Request {
     return Principal{view(p.user_id), view(p.tenant_id), view(p.tier), view(p.scopes)};
   }
   void set_principal(const Principal& p) {
-    kg_principal c{sizeof(kg_principal), str(p.user_id), str(p.tenant_id), str(p.tier), str(p.scopes)};
+    kg_principal c{sizeof(kg_principal), str(p.user_id), str(p.tenant_id), str(p.tier),
+                   str(p.scopes)};
     api_->set_principal(req_, &c);
   }
   void add_header(std::string_view name, std::string_view value) {
@@ -303,9 +310,15 @@ class Metric {
    public:
     Series() = default;
     Series(const kg_host_api* api, kg_series* s) : api_(api), s_(s) {}
-    void add(double v = 1) const { if (s_) api_->series_add(s_, v); }
-    void set(double v) const { if (s_) api_->series_set(s_, v); }
-    void observe(double v) const { if (s_) api_->series_observe(s_, v); }
+    void add(double v = 1) const {
+      if (s_) api_->series_add(s_, v);
+    }
+    void set(double v) const {
+      if (s_) api_->series_set(s_, v);
+    }
+    void observe(double v) const {
+      if (s_) api_->series_observe(s_, v);
+    }
 
    private:
     const kg_host_api* api_ = nullptr;
@@ -408,8 +421,14 @@ class Host {
                 const std::vector<double>& buckets = {}) const {
     std::vector<kg_str> ls;
     for (auto l : labels) ls.push_back(str(l));
-    kg_metric_desc d{sizeof(kg_metric_desc), kind, str(name), str(help), ls.data(), ls.size(),
-                     buckets.empty() ? nullptr : buckets.data(), buckets.size()};
+    kg_metric_desc d{sizeof(kg_metric_desc),
+                     kind,
+                     str(name),
+                     str(help),
+                     ls.data(),
+                     ls.size(),
+                     buckets.empty() ? nullptr : buckets.data(),
+                     buckets.size()};
     return Metric(api_, api_->metric_new(ctx_, &d));
   }
 
@@ -484,6 +503,50 @@ class Host {
   kg_plugin_ctx* ctx_;
 };
 
+// Calls the store from a request filter when the answer may come now (memory) or later
+// (Redis, on another thread — possibly before the store call has even returned here).
+// Deferring up front would cost a responder and a post on every request of the memory path,
+// so the filter and the store callback meet in a small rendezvous; whoever comes second
+// finishes, and exactly one of `now` / `later` runs, once:
+//   call(later_fn)            performs one store operation (Host::incr etc.);
+//   now(req, result) -> Flow  runs on the request's thread (answered now, or the callback
+//                             raced ahead);
+//   later(responder, result)  runs on the store's thread and must complete the responder
+//                             (proceed(headers) to continue the chain, or error(...)).
+// Completing before the filter returned Flow::pending is safe: the host posts completions to
+// the request's I/O thread.
+template <class Call, class Now, class Later>
+Flow store_in_filter(Request& req, Call&& call, Now&& now, Later later) {
+  struct Rendezvous {
+    std::mutex mu;                      // guards everything below
+    std::optional<StoreResult> result;  // the callback came first: its result
+    Responder responder;                // the filter deferred first: its responder
+    bool deferred = false;
+  };
+  auto rv = std::make_shared<Rendezvous>();
+  std::optional<StoreResult> answer =
+      call([rv, later = std::move(later)](const StoreResult& r) mutable {
+        std::unique_lock lock(rv->mu);
+        if (!rv->deferred) {
+          rv->result = r;
+          return;
+        }
+        Responder responder = std::move(rv->responder);
+        lock.unlock();
+        later(responder, r);
+      });
+  if (answer) return now(req, *answer);
+  std::unique_lock lock(rv->mu);
+  if (rv->result) {
+    StoreResult r = std::move(*rv->result);
+    lock.unlock();
+    return now(req, r);
+  }
+  rv->responder = req.defer();
+  rv->deferred = true;
+  return Flow::pending;
+}
+
 // Base class for a plugin instance. Registration helpers keep the callables alive for the
 // instance's lifetime and guard every call with try/catch.
 class Plugin {
@@ -500,11 +563,11 @@ class Plugin {
 
   Host& host() { return host_; }
 
-  using Handler = std::function<void(Request&)>;      // answer, defer or stream
-  using Filter = std::function<Flow(Request&)>;       // Flow::next, done or pending
+  using Handler = std::function<void(Request&)>;  // answer, defer or stream
+  using Filter = std::function<Flow(Request&)>;   // Flow::next, done or pending
   using Observer = std::function<void(Request&, const kg_observation&)>;
-  using BusHandler = std::function<void(std::string_view topic, std::string_view data,
-                                        std::string_view id)>;
+  using BusHandler =
+      std::function<void(std::string_view topic, std::string_view data, std::string_view id)>;
   // Return KG_OK to acknowledge; anything else retries. Throwing (or calling
   // Queue::fail_reason before returning) records why, shown with the dead letter.
   using QueueConsumer = std::function<kg_status(const QueueEntry&)>;
@@ -512,7 +575,10 @@ class Plugin {
   // A handler that neither answered nor deferred nor streamed gets a 500.
   void route(const RouteSpec& spec, Handler handler) {
     auto* h = keep(std::move(handler));
-    kg_route r{sizeof(kg_route), str(spec.method), str(spec.path), str(spec.scopes),
+    kg_route r{sizeof(kg_route),
+               str(spec.method),
+               str(spec.path),
+               str(spec.scopes),
                spec.is_public ? KG_ROUTE_PUBLIC : 0u,
                [](void* ud, kg_request* req) -> kg_status {
                  auto& self = *static_cast<Holder<Handler>*>(ud);
@@ -521,7 +587,8 @@ class Plugin {
                    return r.answered_later() ? KG_PENDING : KG_OK;
                  });
                },
-               h, str(spec.summary)};
+               h,
+               str(spec.summary)};
     check(host_.api()->register_route(host_.ctx(), &r), "route", spec.path);
   }
   void filter(std::string_view name, int32_t order, Filter fn) {
@@ -559,7 +626,9 @@ class Plugin {
              [fn = std::move(fn)](kg_stop*) { fn(); });
   }
   // Long-running task on its own thread; return soon after stop_requested() turns true.
-  void run(std::string_view name, std::function<void(kg_stop*)> fn) { add_task(name, 0, std::move(fn)); }
+  void run(std::string_view name, std::function<void(kg_stop*)> fn) {
+    add_task(name, 0, std::move(fn));
+  }
   bool stop_requested(kg_stop* s) const { return host_.api()->stop_requested(s) != 0; }
   bool stop_wait(kg_stop* s, std::chrono::milliseconds d) const {
     return host_.api()->stop_wait(s, static_cast<uint32_t>(d.count())) != 0;
@@ -568,20 +637,22 @@ class Plugin {
   // reporter returns (status, details JSON object text or empty).
   void health(std::function<std::pair<kg_health_status, std::string>()> reporter) {
     auto* h = keep(std::move(reporter));
-    check(host_.api()->set_health_reporter(
-              host_.ctx(),
-              [](void* ud, kg_health* out) {
-                auto& self =
-                    *static_cast<Holder<std::function<std::pair<kg_health_status, std::string>()>>*>(ud);
-                try {
-                  auto [st, details] = self.fn();
-                  self.plugin->host_.api()->health_set(out, st, str(details));
-                } catch (...) {
-                  self.plugin->host_.api()->health_set(out, KG_UNHEALTHY, str(""));
-                }
-              },
-              h),
-          "health reporter", "");
+    check(
+        host_.api()->set_health_reporter(
+            host_.ctx(),
+            [](void* ud, kg_health* out) {
+              auto& self =
+                  *static_cast<Holder<std::function<std::pair<kg_health_status, std::string>()>>*>(
+                      ud);
+              try {
+                auto [st, details] = self.fn();
+                self.plugin->host_.api()->health_set(out, st, str(details));
+              } catch (...) {
+                self.plugin->host_.api()->health_set(out, KG_UNHEALTHY, str(""));
+              }
+            },
+            h),
+        "health reporter", "");
   }
   void subscribe(std::string_view pattern, BusHandler fn) {
     auto* h = keep(std::move(fn));
@@ -716,12 +787,18 @@ inline void destroy(void* instance) { delete static_cast<Plugin*>(instance); }
 
 // Exports CLASS (derived from kghost::sdk::Plugin, constructible from kghost::sdk::Host) as a
 // plugin. FLAGS: 0 or KG_PLUGIN_DEV_ONLY.
-#define KGHOST_PLUGIN(CLASS, NAME, VERSION, DESCRIPTION, FLAGS)                                  \
-  extern "C" KG_EXPORT const kg_plugin_descriptor* kghost_plugin_entry(void) {                   \
-    static const kg_plugin_descriptor descriptor = {                                             \
-        sizeof(kg_plugin_descriptor), KG_ABI_MAJOR,  KG_ABI_MINOR, NAME, VERSION, DESCRIPTION,   \
-        FLAGS,                        &::kghost::sdk::detail::create<CLASS>,                     \
-        &::kghost::sdk::detail::start, &::kghost::sdk::detail::stop,                             \
-        &::kghost::sdk::detail::destroy};                                                        \
-    return &descriptor;                                                                          \
+#define KGHOST_PLUGIN(CLASS, NAME, VERSION, DESCRIPTION, FLAGS)                            \
+  extern "C" KG_EXPORT const kg_plugin_descriptor* kghost_plugin_entry(void) {             \
+    static const kg_plugin_descriptor descriptor = {sizeof(kg_plugin_descriptor),          \
+                                                    KG_ABI_MAJOR,                          \
+                                                    KG_ABI_MINOR,                          \
+                                                    NAME,                                  \
+                                                    VERSION,                               \
+                                                    DESCRIPTION,                           \
+                                                    FLAGS,                                 \
+                                                    &::kghost::sdk::detail::create<CLASS>, \
+                                                    &::kghost::sdk::detail::start,         \
+                                                    &::kghost::sdk::detail::stop,          \
+                                                    &::kghost::sdk::detail::destroy};      \
+    return &descriptor;                                                                    \
   }
