@@ -172,10 +172,12 @@ class Connection final : public Transport, public std::enable_shared_from_this<C
       --srv_.in_flight;
     }
   }
+  // Also lets go of the current exchange, which points back at this connection.
   void close() {
     beast::error_code ec;
     socket_.shutdown(tcp::socket::shutdown_send, ec);
     socket_.close(ec);
+    current_.reset();
   }
 
  private:

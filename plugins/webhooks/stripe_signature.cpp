@@ -5,6 +5,7 @@
 #include <openssl/params.h>
 
 #include <array>
+#include <charconv>
 
 namespace kghost::webhooks {
 namespace {
@@ -90,16 +91,11 @@ SignatureHeader parse_signature_header(std::string_view header) {
       std::string_view key = trim(item.substr(0, eq)), value = trim(item.substr(eq + 1));
       if (key == "t") {
         ++h.t_count;
-        // At most 18 digits: no overflow, and far beyond any real timestamp.
-        h.t_valid = !value.empty() && value.size() <= 18;
+        // Digits only (from_chars would take a sign); out of range is invalid, not a wrap.
         int64_t v = 0;
-        for (char c : value) {
-          if (c < '0' || c > '9') {
-            h.t_valid = false;
-            break;
-          }
-          v = v * 10 + (c - '0');
-        }
+        auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), v);
+        h.t_valid = !value.empty() && value[0] >= '0' && value[0] <= '9' && ec == std::errc() &&
+                    end == value.data() + value.size();
         h.timestamp = h.t_valid ? v : 0;
       } else if (key == "v1") {
         h.v1.push_back(value);
