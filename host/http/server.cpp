@@ -274,7 +274,8 @@ class Connection final : public Transport, public std::enable_shared_from_this<C
     counted_ = true;
     ++srv_.in_flight;
     try {
-      srv_.pipeline.handle(current_);
+      std::shared_ptr<Exchange> ex = current_;  // a copy: close() may reset current_
+      srv_.pipeline.handle(ex);
     } catch (const std::exception& e) {
       srv_.log.log(LogLevel::error, "host", std::string("request failed: ") + e.what(),
                    current_->request_id);
