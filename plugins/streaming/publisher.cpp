@@ -1,6 +1,7 @@
 #include "publisher.hpp"
 
 #include <algorithm>
+#include <cstdint>
 #include <vector>
 
 namespace kghost::streaming {
@@ -286,6 +287,7 @@ void Publisher::resync(std::unique_lock<std::mutex>& lock, std::size_t failures,
   }
   in_flight_.clear();
   need_resync_ = false;
+  if (failures == SIZE_MAX) failures = moved;
   failures += pending_failures_;
   pending_failures_ = 0;
   auto now = Clock::now();
@@ -388,7 +390,8 @@ void Publisher::run(const std::function<bool()>& stopping) {
       if (empty || now >= *drain_deadline || !connected_) break;
     }
     if (need_resync_) {
-      resync(lock, 0, connected_ ? "a JetStream ack failed" : "the NATS connection was lost");
+      // After a lost connection every un-acked event is a missing ack (counted by resync).
+      resync(lock, connected_ ? 0 : SIZE_MAX, connected_ ? "a JetStream ack failed" : "the NATS connection was lost");
       continue;
     }
     // Ack timeouts: every event waiting longer than ack_timeout is a missing ack.

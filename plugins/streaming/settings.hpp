@@ -15,7 +15,9 @@ struct Settings {
   std::string stream = "KGENT_EVENTS";
   int64_t duplicate_window_s = 1800;  // JetStream de-duplication window (Nats-Msg-Id)
   int64_t max_age_s = 0;              // 0: no max_age on the stream
-  std::vector<std::string> bridge_topics{"stripe.*", "billing.*"};
+  // Bus patterns use NATS semantics (`*` one token, `>` the rest): stripe.invoice.paid needs
+  // `stripe.>`, which `stripe.*` would miss.
+  std::vector<std::string> bridge_topics{"stripe.>", "billing.>"};
 
   // Circuit breaker: open after `breaker_failures` consecutive failed acks, half-open after.
   int breaker_failures = 5;

@@ -39,7 +39,7 @@ TEST(Settings, DefaultsAndEnvServers) {
   EXPECT_EQ(s.breaker_failures, 5);
   EXPECT_EQ(s.breaker_open, 30000ms);
   EXPECT_EQ(s.heartbeat, 15000ms);
-  EXPECT_EQ(s.bridge_topics, (std::vector<std::string>{"stripe.*", "billing.*"}));
+  EXPECT_EQ(s.bridge_topics, (std::vector<std::string>{"stripe.>", "billing.>"}));
 }
 
 TEST(Settings, EmptyServersKeyDisablesEvenWithEnv) {
