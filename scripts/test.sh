@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Installs what kghost needs, builds it, and runs every test: first the optimised build, then
-# the ASan+UBSan build. Usage: scripts/test.sh [--no-sanitizers]
+# Installs what kghost needs, builds it, and runs every test: the optimised build, then the
+# ASan+UBSan build, then each libFuzzer target for a bounded time (FUZZ_SECONDS, default 60).
+# Usage: scripts/test.sh [--no-sanitizers]   (skips the ASan build and the fuzzing)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,4 +20,6 @@ run_preset() {
 run_preset release
 if [ "${1:-}" != "--no-sanitizers" ]; then
   run_preset asan
+  echo "== fuzzing (${FUZZ_SECONDS:-60} s per target)"
+  scripts/fuzz.sh "${FUZZ_SECONDS:-60}"
 fi
