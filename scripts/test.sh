@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Installs what kghost needs, builds it, and runs every test: the optimised build, then the
-# ASan+UBSan build, then each libFuzzer target for a bounded time (FUZZ_SECONDS, default 60).
+# Installs what kghost needs, builds it, and runs every test: the optimised build, each
+# libFuzzer target for a bounded time (FUZZ_SECONDS, default 60), then the ASan+UBSan build.
 # Usage: scripts/test.sh [--no-sanitizers]   (skips the ASan build and the fuzzing)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,7 +19,7 @@ run_preset() {
 
 run_preset release
 if [ "${1:-}" != "--no-sanitizers" ]; then
-  run_preset asan
   echo "== fuzzing (${FUZZ_SECONDS:-60} s per target)"
   scripts/fuzz.sh "${FUZZ_SECONDS:-60}"
+  run_preset asan
 fi
