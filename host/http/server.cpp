@@ -111,6 +111,7 @@ class Connection final : public Transport, public std::enable_shared_from_this<C
   void start() {
     beast::error_code ec;
     socket_.set_option(tcp::no_delay(true), ec);
+    socket_.non_blocking(true, ec);  // reads happen only once epoll says there are bytes
     auto ep = socket_.remote_endpoint(ec);
     if (!ec) remote_ = ep.address().to_string();
     wait_for_request();
@@ -199,18 +200,24 @@ class Connection final : public Transport, public std::enable_shared_from_this<C
   // One read into the buffer; `first` marks the first bytes of a request, which start the
   // header deadline. The header section has one deadline from its first byte; a body gets a
   // fresh one per read, so only a gap longer than body_timeout closes the connection.
+  // Waits for readability, then reads without blocking: unlike async_read_some, no
+  // speculative recv that fails with EAGAIN on every keep-alive request.
   void read_more(std::chrono::seconds timeout, bool first = false) {
     if (first || parser_->is_header_done()) expire_in(timeout);
-    socket_.async_read_some(buffer_.prepare(16 * 1024),
-                            [self = shared_from_this(), first](beast::error_code ec, std::size_t n) {
-                              if (ec) return self->close();
-                              self->buffer_.commit(n);
-                              if (first) {
-                                self->started_ = std::chrono::steady_clock::now();
-                                self->expire_in(self->srv_.cfg.header_timeout);
-                              }
-                              self->parse();
-                            });
+    socket_.async_wait(tcp::socket::wait_read, [self = shared_from_this(), first,
+                                                timeout](beast::error_code ec) {
+      if (ec) return self->close();
+      std::size_t n = self->socket_.read_some(self->buffer_.prepare(16 * 1024), ec);
+      if (ec == net::error::would_block || ec == net::error::try_again)
+        return self->read_more(timeout, false);
+      if (ec) return self->close();
+      self->buffer_.commit(n);
+      if (first) {
+        self->started_ = std::chrono::steady_clock::now();
+        self->expire_in(self->srv_.cfg.header_timeout);
+      }
+      self->parse();
+    });
   }
 
   // Feeds what is buffered to the parser; dispatches a complete request, else reads more.
