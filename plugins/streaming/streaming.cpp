@@ -10,16 +10,15 @@
 //     Nats-Msg-Id = the bus event id
 //
 // The subject of a tenant channel is always kgent.tenant.<tenant of the principal>.<channel>.
-#include <kghost/plugin.hpp>
-
-#include <nlohmann/json.hpp>
 #include <openssl/rand.h>
 
 #include <atomic>
 #include <charconv>
 #include <chrono>
 #include <cstdlib>
+#include <kghost/plugin.hpp>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <string>
 
 #include "publisher.hpp"
@@ -30,9 +29,9 @@
 namespace kghost::streaming {
 namespace {
 
+using nlohmann::json;
 using sdk::Flow;
 using sdk::Request;
-using nlohmann::json;
 
 constexpr std::string_view kEventsRoute = "/api/v1/streams/{channel}/events";
 
@@ -75,46 +74,61 @@ class Streaming final : public sdk::Plugin {
     signer_ = std::make_unique<TokenSigner>(settings_.token_secret);
     instance_ = random_hex(8);
 
-    PublisherMetrics pm{
-        host().metric(KG_METRIC_GAUGE, "kgents_nats_circuit_state",
-                      "NATS circuit breaker state: 0 closed, 1 open, 2 half-open").series(),
-        host().metric(KG_METRIC_COUNTER, "kgents_nats_published_total",
-                      "Events acknowledged by JetStream").series(),
-        host().metric(KG_METRIC_GAUGE, "kgents_nats_fallback_queue_depth",
-                      "Events waiting in the fallback queue for NATS").series(),
-        host().metric(KG_METRIC_COUNTER, "kgents_nats_fallback_dropped_total",
-                      "Events refused because the fallback queue was full").series()};
+    PublisherMetrics pm{host()
+                            .metric(KG_METRIC_GAUGE, "kgents_nats_circuit_state",
+                                    "NATS circuit breaker state: 0 closed, 1 open, 2 half-open")
+                            .series(),
+                        host()
+                            .metric(KG_METRIC_COUNTER, "kgents_nats_published_total",
+                                    "Events acknowledged by JetStream")
+                            .series(),
+                        host()
+                            .metric(KG_METRIC_GAUGE, "kgents_nats_fallback_queue_depth",
+                                    "Events waiting in the fallback queue for NATS")
+                            .series(),
+                        host()
+                            .metric(KG_METRIC_COUNTER, "kgents_nats_fallback_dropped_total",
+                                    "Events refused because the fallback queue was full")
+                            .series()};
     SseMetrics sm{
-        host().metric(KG_METRIC_GAUGE, "kgents_streaming_sse_clients", "Open SSE connections").series(),
-        host().metric(KG_METRIC_COUNTER, "kgents_streaming_sse_slow_disconnects_total",
-                      "SSE clients disconnected because they did not keep up").series(),
-        host().metric(KG_METRIC_COUNTER, "kgents_streaming_sse_events_total",
-                      "Events written to SSE clients").series()};
+        host()
+            .metric(KG_METRIC_GAUGE, "kgents_streaming_sse_clients", "Open SSE connections")
+            .series(),
+        host()
+            .metric(KG_METRIC_COUNTER, "kgents_streaming_sse_slow_disconnects_total",
+                    "SSE clients disconnected because they did not keep up")
+            .series(),
+        host()
+            .metric(KG_METRIC_COUNTER, "kgents_streaming_sse_events_total",
+                    "Events written to SSE clients")
+            .series()};
     auto log = [h = host()](kg_log_level level, const std::string& msg) { h.log(level, msg); };
     publisher_ = std::make_unique<Publisher>(settings_, pm, log);
     hub_ = std::make_unique<SseHub>(settings_, *publisher_, sm, log);
 
-    // Registered through the C table: the SDK's route() returns KG_OK after the handler, and the
-    // host needs KG_PENDING once a handler has deferred (see the report to the lead).
-    kg_route post{sizeof(kg_route), sdk::str("POST"), sdk::str(kEventsRoute), sdk::str("write"), 0,
-                  &Streaming::post_trampoline, this,
-                  sdk::str("Publish a JSON event on one of the caller's channels")};
-    if (host().api()->register_route(host().ctx(), &post) != KG_OK)
-      throw std::runtime_error("cannot register POST " + std::string(kEventsRoute));
-    route({.method = "GET", .path = kEventsRoute, .scopes = "read",
+    route({.method = "POST",
+           .path = kEventsRoute,
+           .scopes = "write",
+           .summary = "Publish a JSON event on one of the caller's channels"},
+          [this](Request& req) { post_event(req); });
+    route({.method = "GET",
+           .path = kEventsRoute,
+           .scopes = "read",
            .summary = "Server-Sent Events of one of the caller's channels (Last-Event-ID resumes)"},
           [this](Request& req) { get_events(req); });
-    route({.method = "POST", .path = "/api/v1/streams/{channel}/token", .scopes = "read",
+    route({.method = "POST",
+           .path = "/api/v1/streams/{channel}/token",
+           .scopes = "read",
            .summary = "A short-lived token for EventSource (?access_token=) on this channel"},
           [this](Request& req) { post_token(req); });
     filter("streaming.token", 150, [this](Request& req) { return token_filter(req); });
 
     if (publisher_->enabled()) {
       for (auto& pattern : settings_.bridge_topics)
-        subscribe(pattern, [this](std::string_view topic, std::string_view data, std::string_view id) {
-          bridge(topic, data, id);
-        });
-      run("nats-publisher", [this](kg_stop* stop) { publisher_->run([&] { return stop_requested(stop); }); });
+        subscribe(pattern, [this](std::string_view topic, std::string_view data,
+                                  std::string_view id) { bridge(topic, data, id); });
+      run("nats-publisher",
+          [this](kg_stop* stop) { publisher_->run([&] { return stop_requested(stop); }); });
       run("sse-hub", [this](kg_stop* stop) { hub_->run([&] { return stop_requested(stop); }); });
     }
     health([this] { return report(); });
@@ -127,7 +141,8 @@ class Streaming final : public sdk::Plugin {
 
   void start() override {
     if (!publisher_->enabled()) {
-      host().info("streaming: no NATS server configured (servers / NATS_SERVERS); streaming is disabled");
+      host().info(
+          "streaming: no NATS server configured (servers / NATS_SERVERS); streaming is disabled");
       return;
     }
     publisher_->connect();
@@ -140,17 +155,6 @@ class Streaming final : public sdk::Plugin {
 
  private:
   // --- POST …/events ---------------------------------------------------------------------------
-  static kg_status post_trampoline(void* ud, kg_request* raw) {
-    auto* self = static_cast<Streaming*>(ud);
-    Request req(self->host().api(), raw);
-    try {
-      return self->post_event(req) ? KG_PENDING : KG_OK;
-    } catch (const std::exception& e) {
-      self->host().log(KG_LOG_ERROR, std::string("streaming: POST failed: ") + e.what(), &req);
-    }
-    return KG_ERR_INTERNAL;
-  }
-
   // True when the answer was deferred (KG_PENDING).
   bool post_event(Request& req) {
     std::string channel(req.param("channel").value_or(""));
@@ -172,10 +176,9 @@ class Streaming final : public sdk::Plugin {
       msg_id = "kg:" + instance_ + ":" + std::to_string(next_id_.fetch_add(1));
     }
     auto responder = std::make_shared<sdk::Responder>(req.defer());
-    Admission a = publisher_->publish(tenant_subject(p->tenant_id, channel), std::string(body), std::move(msg_id),
-                                      std::string(req.traceparent()), [responder](const Outcome& o) {
-                                        answer(*responder, o);
-                                      });
+    Admission a = publisher_->publish(tenant_subject(p->tenant_id, channel), std::string(body),
+                                      std::move(msg_id), std::string(req.traceparent()),
+                                      [responder](const Outcome& o) { answer(*responder, o); });
     switch (a) {
       case Admission::pending:
         break;
@@ -262,7 +265,8 @@ class Streaming final : public sdk::Plugin {
     if (!token) return Flow::next;  // the host answers 401 missing_api_key
     auto claims = signer_->verify(*token, unix_now());
     if (!claims || claims->channel != req.param("channel").value_or("")) {
-      req.error(401, "invalid_api_key", "the access token is invalid, expired or for another channel");
+      req.error(401, "invalid_api_key",
+                "the access token is invalid, expired or for another channel");
       return Flow::done;
     }
     req.set_principal({claims->user_id, claims->tenant_id, claims->tier, "read"});
@@ -271,14 +275,16 @@ class Streaming final : public sdk::Plugin {
 
   // --- bus bridge --------------------------------------------------------------------------------
   void bridge(std::string_view topic, std::string_view data, std::string_view id) {
-    std::string msg_id = id.empty() ? "kg:" + instance_ + ":" + std::to_string(next_id_.fetch_add(1))
-                                    : std::string(id);
-    Admission a = publisher_->publish("kgent." + std::string(topic), std::string(data), std::move(msg_id), {}, nullptr);
+    std::string msg_id = id.empty()
+                             ? "kg:" + instance_ + ":" + std::to_string(next_id_.fetch_add(1))
+                             : std::string(id);
+    Admission a = publisher_->publish("kgent." + std::string(topic), std::string(data),
+                                      std::move(msg_id), {}, nullptr);
     if (a == Admission::overloaded) {
       auto n = bridge_drops_.fetch_add(1) + 1;
       if ((n & (n - 1)) == 0)  // 1, 2, 4, 8…: no log flood
-        host().warn("streaming: fallback queue full; dropped bus event on " + std::string(topic) + " (" +
-                    std::to_string(n) + " bridge drops so far)");
+        host().warn("streaming: fallback queue full; dropped bus event on " + std::string(topic) +
+                    " (" + std::to_string(n) + " bridge drops so far)");
     }
   }
 
@@ -319,5 +325,6 @@ class Streaming final : public sdk::Plugin {
 }  // namespace
 }  // namespace kghost::streaming
 
-KGHOST_PLUGIN(kghost::streaming::Streaming, "streaming", "1.0.0",
-              "NATS JetStream bridge with circuit breaker and fallback queue; tenant channels over SSE", 0)
+KGHOST_PLUGIN(
+    kghost::streaming::Streaming, "streaming", "1.0.0",
+    "NATS JetStream bridge with circuit breaker and fallback queue; tenant channels over SSE", 0)
