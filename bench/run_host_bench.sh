@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Host-core benchmark: kghost serving a plugin route through the router and one filter
 # (GET /hello of the hello plugin) against nginx returning the same bytes, in one run, on
-# loopback. wrk -t1 -c50 -d10s, REPS interleaved passes, median reported, ratio printed.
+# loopback. wrk -t1 -c50 -d10s, REPS interleaved passes, median reported, ratios printed.
+# kghost runs twice per pass: with its default of one I/O thread per core (like nginx's
+# worker_processes auto), and with one I/O thread, which leaves wrk a core of its own.
 #   bench/run_host_bench.sh [build-dir]      (default build/release; build it first)
 # Knobs: DUR=10s REPS=3 CONNS=50
 set -euo pipefail
@@ -24,10 +26,12 @@ start_nginx() {
   NGINX_PID=$!; pids+=("$NGINX_PID")
   wait_http "http://127.0.0.1:$NGINX_PORT/hello"
 }
-start_kghost() {
+start_kghost() {  # start_kghost THREADS (0: one per core)
   KG_PORT=$(free_port)
   cat >"$WORK/kghost.toml" <<TOML
 log_level = "warn"
+[server]
+threads = $1
 [[plugins]]
 name = "hello"
 TOML
@@ -55,17 +59,20 @@ echo "# $(date -u '+%F %T UTC'), $(nproc) cores, $(grep -m1 'model name' /proc/c
 echo "# wrk -t1 -c$CONNS -d$DUR, $REPS interleaved passes; columns: server req/s p50_ms p99_ms"
 for r in $(seq 1 "$REPS"); do
   start_nginx; run nginx "http://127.0.0.1:$NGINX_PORT/hello"; stop "$NGINX_PID" QUIT
-  start_kghost; run kghost "http://127.0.0.1:$KG_PORT/hello"; stop "$KG_PID" TERM
+  start_kghost 0; run kghost "http://127.0.0.1:$KG_PORT/hello"; stop "$KG_PID" TERM
+  start_kghost 1; run kghost-1t "http://127.0.0.1:$KG_PORT/hello"; stop "$KG_PID" TERM
 done
 
 median() { sort -n | awk '{a[NR]=$1} END{ if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2 }'; }
-for s in nginx kghost; do
-  printf '%-7s median req/s %10.0f  p50 %6.3f ms  p99 %6.3f ms  (runs: %s)\n' "$s" \
+for s in nginx kghost kghost-1t; do
+  printf '%-9s median req/s %10.0f  p50 %6.3f ms  p99 %6.3f ms  (runs: %s)\n' "$s" \
     "$(awk -v s=$s '$1==s{print $2}' "$WORK/results" | median)" \
     "$(awk -v s=$s '$1==s{print $3}' "$WORK/results" | median)" \
     "$(awk -v s=$s '$1==s{print $4}' "$WORK/results" | median)" \
     "$(awk -v s=$s '$1==s{printf "%s ", $2}' "$WORK/results")"
 done
 ng=$(awk '$1=="nginx"{print $2}' "$WORK/results" | median)
-kg=$(awk '$1=="kghost"{print $2}' "$WORK/results" | median)
-awk -v k="$kg" -v n="$ng" 'BEGIN{ printf "ratio kghost/nginx: %.2f\n", k/n }'
+for s in kghost kghost-1t; do
+  kg=$(awk -v s=$s '$1==s{print $2}' "$WORK/results" | median)
+  awk -v k="$kg" -v n="$ng" -v s=$s 'BEGIN{ printf "ratio %s/nginx: %.2f\n", s, k/n }'
+done
