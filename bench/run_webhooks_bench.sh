@@ -4,12 +4,12 @@
 # memory store and with a real redis-server. Unique event ids (peers' gen_stripe_requests.py +
 # stripe_webhook.lua), so every 200 is a durably acknowledged new event.
 #   bench/run_webhooks_bench.sh [build-dir]     (default build/webhooks-rel; Release build)
-# Knobs: DUR=10s CONNS=50 THREADS=1 N=400000 REPS=1 PEERS=/work/shared/peers
+# Knobs: DUR=10s CONNS=50 THREADS=1 N=400000 REPS=1 PEERS=../shared/peers (beside the repo)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD=$(realpath "${1:-build/webhooks-rel}")
 DUR=${DUR:-10s} CONNS=${CONNS:-50} THREADS=${THREADS:-1} N=${N:-400000} REPS=${REPS:-1}
-PEERS=${PEERS:-/work/shared/peers}
+PEERS=${PEERS:-$(realpath ../shared/peers)}
 WORK=$(mktemp -d /tmp/kghost-whbench.XXXXXX)
 pids=()
 cleanup() {
