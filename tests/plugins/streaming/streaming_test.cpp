@@ -245,11 +245,13 @@ TEST(StreamingTokens, TokenWorksForItsTenantAndChannelOnlyAndExpires) {
   // The token never lands in the log.
   EXPECT_EQ(host.log().find(token), std::string::npos);
   // Expired after its TTL.
+  std::vector<int> seen;
   ASSERT_TRUE(wait_until([&] {
     // While valid this starts a stream that never ends: a short client timeout cuts it.
-    return http(host.port(), "GET", "/api/v1/streams/live/events?access_token=" + token, {}, "",
-                300ms).status == 401;
-  }, 6s, 100ms));
+    seen.push_back(http(host.port(), "GET", "/api/v1/streams/live/events?access_token=" + token,
+                        {}, "", 300ms).status);
+    return seen.back() == 401;
+  }, 15s, 100ms)) << ::testing::PrintToString(seen) << host.log();
 }
 
 TEST(StreamingFaults, NatsDownAtStartThenUp) {
