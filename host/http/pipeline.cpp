@@ -186,7 +186,6 @@ void Pipeline::run_handler(const std::shared_ptr<Exchange>& ex) {
 
 bool Pipeline::settle(const std::shared_ptr<Exchange>& ex, kg_status st, bool is_filter,
                       const std::string& who) {
-  if (ex->phase == Exchange::Phase::responded && !ex->streaming && !ex->staged) return false;
   if (is_filter && st == KG_CONTINUE && !ex->deferred && !ex->staged) return true;
   if (st == KG_OK && ex->staged && !ex->deferred) {
     HttpResponse r = std::move(*ex->staged);
@@ -238,8 +237,10 @@ void Pipeline::complete(kg_responder* responder, HttpResponse&& response) {
 void Pipeline::finish(Exchange& ex, HttpResponse&& response) {
   if (ex.phase == Exchange::Phase::responded) return;
   ex.phase = Exchange::Phase::responded;
+  response.headers.reserve(response.headers.size() + ex.extra_headers.size() + 1);
   response.headers.emplace_back("X-Request-Id", ex.request_id);
-  for (auto& h : ex.extra_headers) response.headers.push_back(h);
+  for (auto& h : ex.extra_headers) response.headers.push_back(std::move(h));
+  ex.extra_headers.clear();
   uint16_t status = response.status;
   uint64_t bytes = response.body.size();
   ex.transport->send(std::move(response));
