@@ -97,8 +97,8 @@ int bench_redis(const Options& o) {
     inflight.fetch_sub(1, std::memory_order_release);
   };
   const auto start = Clock::now();
-  const auto end = start + std::chrono::duration_cast<Clock::duration>(
-                               std::chrono::duration<double>(o.seconds));
+  const auto end =
+      start + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(o.seconds));
   uint64_t issued = 0;
   std::size_t k = 0;
   while (Clock::now() < end) {
@@ -114,11 +114,12 @@ int bench_redis(const Options& o) {
   const double secs = std::chrono::duration<double>(Clock::now() - start).count();
   const double fallback = metric(registry, "kgents_store_fallback_total");
   store->stop();
-  std::printf("redis store incr (async, pool %zu, %lld in flight): %.0f ops/s  (%llu ops, %llu "
-              "errors, %.0f answered by fallback)\n",
-              o.pool, static_cast<long long>(o.inflight), static_cast<double>(issued) / secs,
-              static_cast<unsigned long long>(issued),
-              static_cast<unsigned long long>(errors.load()), fallback);
+  std::printf(
+      "redis store incr (async, pool %zu, %lld in flight): %.0f ops/s  (%llu ops, %llu "
+      "errors, %.0f answered by fallback)\n",
+      o.pool, static_cast<long long>(o.inflight), static_cast<double>(issued) / secs,
+      static_cast<unsigned long long>(issued), static_cast<unsigned long long>(errors.load()),
+      fallback);
   return errors.load() == 0 && fallback == 0 ? 0 : 1;
 }
 
@@ -129,11 +130,16 @@ int main(int argc, char** argv) {
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string flag = argv[i];
     const char* v = argv[i + 1];
-    if (flag == "--redis") o.redis_url = v;
-    else if (flag == "--seconds") o.seconds = std::atof(v);
-    else if (flag == "--pool") o.pool = static_cast<std::size_t>(std::atoi(v));
-    else if (flag == "--inflight") o.inflight = std::atoll(v);
-    else if (flag == "--keys") o.keys = static_cast<std::size_t>(std::atoi(v));
+    if (flag == "--redis")
+      o.redis_url = v;
+    else if (flag == "--seconds")
+      o.seconds = std::atof(v);
+    else if (flag == "--pool")
+      o.pool = static_cast<std::size_t>(std::atoi(v));
+    else if (flag == "--inflight")
+      o.inflight = std::atoll(v);
+    else if (flag == "--keys")
+      o.keys = static_cast<std::size_t>(std::atoi(v));
     else {
       std::fprintf(stderr, "unknown flag %s\n", argv[i]);
       return 2;

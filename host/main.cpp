@@ -85,8 +85,8 @@ int run(kghost::HostConfig& cfg, bool check_only, const sigset_t& signals) {
     nlohmann::json routes = nlohmann::json::array();
     for (auto* r : pipeline.router().routes())
       routes.push_back(r->method + " " + r->path + " (" + r->owner + ")");
-    nlohmann::json report = {{"config", cfg.source},  {"mode", cfg.mode},
-                             {"listen", cfg.server.listen}, {"store", cfg.store.backend},
+    nlohmann::json report = {{"config", cfg.source},          {"mode", cfg.mode},
+                             {"listen", cfg.server.listen},   {"store", cfg.store.backend},
                              {"plugins", plugins.describe()}, {"routes", routes}};
     std::cout << report.dump(2) << "\nconfiguration ok\n";
     plugins.stop();
@@ -108,7 +108,8 @@ int run(kghost::HostConfig& cfg, bool check_only, const sigset_t& signals) {
            ": draining (up to " + std::to_string(cfg.server.drain_timeout.count()) + " s)");
   bool drained = server.drain(cfg.server.drain_timeout);
   if (!drained)
-    log.warn(std::to_string(server.in_flight()) + " requests were still in flight at the drain timeout");
+    log.warn(std::to_string(server.in_flight()) +
+             " requests were still in flight at the drain timeout");
   tasks.stop();
   plugins.stop();
   server.stop();
@@ -164,9 +165,10 @@ int main(int argc, char** argv) {
   try {
     auto env = kghost::process_env();
     kghost::HostConfig cfg =
-        opts.config ? kghost::load_config_file(*opts.config, env)
-                    : kghost::parse_config(kghost::embedded_dev_config(), "<embedded config/dev.toml>",
-                                           std::filesystem::current_path(), env);
+        opts.config
+            ? kghost::load_config_file(*opts.config, env)
+            : kghost::parse_config(kghost::embedded_dev_config(), "<embedded config/dev.toml>",
+                                   std::filesystem::current_path(), env);
     if (opts.listen) cfg.server.listen = *opts.listen;
     if (cfg.plugin_dir.empty()) cfg.plugin_dir = default_plugin_dir();
     return run(cfg, opts.check, signals);

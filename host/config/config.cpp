@@ -1,10 +1,11 @@
 #include "config/config.hpp"
 
+#include <toml++/toml.h>
+
 #include <cstdlib>
 #include <fstream>
 #include <set>
 #include <sstream>
-#include <toml++/toml.h>
 
 namespace kghost {
 namespace {
@@ -20,7 +21,8 @@ class TableReader {
               const EnvLookup& env)
       : t_(t), path_(std::move(path)), source_(source), env_(env) {}
 
-  [[noreturn]] void fail(const toml::node& n, const std::string& key, const std::string& msg) const {
+  [[noreturn]] void fail(const toml::node& n, const std::string& key,
+                         const std::string& msg) const {
     throw ConfigError(where(source_, n.source()) + ": " + qualified(key) + ": " + msg);
   }
 
@@ -54,8 +56,9 @@ class TableReader {
       fail(*n, key, "expected an integer");
     }
     if (v < min || v > max)
-      fail(*n, key, "must be between " + std::to_string(min) + " and " + std::to_string(max) +
-                        ", got " + std::to_string(v));
+      fail(*n, key,
+           "must be between " + std::to_string(min) + " and " + std::to_string(max) + ", got " +
+               std::to_string(v));
     return v;
   }
   std::optional<bool> boolean(const std::string& key) {
@@ -106,7 +109,8 @@ nlohmann::json to_json(const toml::node& n, const std::string& source, const Env
                        const std::string& path) {
   if (auto* t = n.as_table()) {
     nlohmann::json o = nlohmann::json::object();
-    for (auto&& [k, v] : *t) o[std::string(k.str())] = to_json(v, source, env, path + "." + std::string(k.str()));
+    for (auto&& [k, v] : *t)
+      o[std::string(k.str())] = to_json(v, source, env, path + "." + std::string(k.str()));
     return o;
   }
   if (auto* a = n.as_array()) {
@@ -163,7 +167,8 @@ std::string expand_env(std::string_view text, const EnvLookup& env) {
     }
     std::size_t close = text.find('}', i + 2);
     if (close == std::string_view::npos)
-      throw std::invalid_argument("unterminated ${ in \"" + std::string(text) + "\"; close it with }");
+      throw std::invalid_argument("unterminated ${ in \"" + std::string(text) +
+                                  "\"; close it with }");
     std::string_view ref = text.substr(i + 2, close - i - 2);
     std::optional<std::string_view> fallback;
     if (auto d = ref.find(":-"); d != std::string_view::npos) {
@@ -217,11 +222,13 @@ HostConfig parse_config(std::string_view text, const std::string& source,
     if (auto v = s.integer("threads", 0, 256)) sc.threads = static_cast<unsigned>(*v);
     if (auto v = s.integer("max_body_bytes", 1, int64_t{1} << 34)) sc.max_body_bytes = *v;
     if (auto v = s.integer("max_header_bytes", 1024, 1 << 20)) sc.max_header_bytes = *v;
-    if (auto v = s.integer("header_timeout_s", 1, 3600)) sc.header_timeout = std::chrono::seconds(*v);
+    if (auto v = s.integer("header_timeout_s", 1, 3600))
+      sc.header_timeout = std::chrono::seconds(*v);
     if (auto v = s.integer("body_timeout_s", 1, 3600)) sc.body_timeout = std::chrono::seconds(*v);
     if (auto v = s.integer("idle_timeout_s", 1, 86400)) sc.idle_timeout = std::chrono::seconds(*v);
     if (auto v = s.integer("drain_timeout_s", 0, 3600)) sc.drain_timeout = std::chrono::seconds(*v);
-    if (auto v = s.integer("stream_buffer_bytes", 1024, int64_t{1} << 30)) sc.stream_buffer_bytes = *v;
+    if (auto v = s.integer("stream_buffer_bytes", 1024, int64_t{1} << 30))
+      sc.stream_buffer_bytes = *v;
     s.reject_unknown();
   }
   if (const toml::node* n = top.raw("store")) {
@@ -229,12 +236,14 @@ HostConfig parse_config(std::string_view text, const std::string& source,
     TableReader s(*n->as_table(), "store", source, env);
     if (auto v = s.string("backend")) {
       if (*v != "memory" && *v != "redis")
-        s.fail(*n->as_table()->get("backend"), "backend", "expected \"memory\" or \"redis\", got \"" + *v + "\"");
+        s.fail(*n->as_table()->get("backend"), "backend",
+               "expected \"memory\" or \"redis\", got \"" + *v + "\"");
       cfg.store.backend = *v;
     }
     if (auto v = s.string("redis_url")) cfg.store.redis_url = *v;
     if (auto v = s.integer("redis_pool", 1, 64)) cfg.store.redis_pool = *v;
-    if (auto v = s.integer("redis_timeout_ms", 1, 60000)) cfg.store.redis_timeout = std::chrono::milliseconds(*v);
+    if (auto v = s.integer("redis_timeout_ms", 1, 60000))
+      cfg.store.redis_timeout = std::chrono::milliseconds(*v);
     s.reject_unknown();
   }
   if (const toml::node* n = top.raw("plugins")) {
@@ -273,17 +282,20 @@ HostConfig parse_config(std::string_view text, const std::string& source,
     cfg.store.backend = "redis";
   }
   if (cfg.mode != "dev" && cfg.mode != "production")
-    throw ConfigError(source + ": mode must be \"dev\" or \"production\" (from the file or KG_MODE), got \"" +
-                      cfg.mode + "\"");
+    throw ConfigError(
+        source + ": mode must be \"dev\" or \"production\" (from the file or KG_MODE), got \"" +
+        cfg.mode + "\"");
   if (cfg.store.backend == "redis" && cfg.store.redis_url.empty())
-    throw ConfigError(source + ": store.backend is \"redis\" but no store.redis_url or REDIS_URL is set");
+    throw ConfigError(source +
+                      ": store.backend is \"redis\" but no store.redis_url or REDIS_URL is set");
   return cfg;
 }
 
 HostConfig load_config_file(const std::filesystem::path& file, const EnvLookup& env) {
   std::ifstream in(file, std::ios::binary);
   if (!in)
-    throw ConfigError(file.string() + ": cannot read the config file (does it exist? check --config)");
+    throw ConfigError(file.string() +
+                      ": cannot read the config file (does it exist? check --config)");
   std::stringstream ss;
   ss << in.rdbuf();
   return parse_config(ss.str(), file.string(), file.parent_path(), env);

@@ -60,7 +60,7 @@ struct PluginEntry {
 };
 
 struct HostConfig {
-  std::string source;       // file name, or "<embedded dev.toml>"
+  std::string source;        // file name, or "<embedded dev.toml>"
   std::string mode = "dev";  // dev | production
   LogLevel log_level = LogLevel::info;
   ServerConfig server;

@@ -67,7 +67,8 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
   virtual std::string_view method() const = 0;
   virtual std::string_view target() const = 0;
   virtual std::string_view body() const = 0;
-  virtual std::optional<std::string_view> header(std::string_view name, std::size_t index) const = 0;
+  virtual std::optional<std::string_view> header(std::string_view name,
+                                                 std::size_t index) const = 0;
   std::string_view path;   // target before '?'
   std::string_view query;  // after '?'
   std::string remote_addr;

@@ -69,8 +69,8 @@ bool unsafe_target(std::string_view target) {
 bool valid_request_id(std::string_view id) {
   if (id.empty() || id.size() > 128) return false;
   return std::all_of(id.begin(), id.end(), [](char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           c == '-' || c == '_' || c == '.';
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+           c == '_' || c == '.';
   });
 }
 
@@ -111,17 +111,18 @@ void Pipeline::add_observer(ObserverEntry observer) { observers_.push_back(std::
 void Pipeline::handle(const std::shared_ptr<Exchange>& ex) {
   ex->pipeline = this;
   auto incoming_id = ex->header("x-request-id", 0);
-  ex->request_id = incoming_id && valid_request_id(*incoming_id) ? std::string(*incoming_id)
-                                                                  : new_request_id();
+  ex->request_id =
+      incoming_id && valid_request_id(*incoming_id) ? std::string(*incoming_id) : new_request_id();
   std::string_view target = ex->target();
   auto q = target.find('?');
   ex->path = target.substr(0, q);
   ex->query = q == std::string_view::npos ? std::string_view() : target.substr(q + 1);
 
   if (ex->path.empty() || ex->path[0] != '/' || unsafe_target(target)) {
-    finish(*ex, error_response(400, "bad_request",
-                               "the request target is not a valid path (no '..' segments or NUL bytes)",
-                               ex->request_id));
+    finish(*ex,
+           error_response(400, "bad_request",
+                          "the request target is not a valid path (no '..' segments or NUL bytes)",
+                          ex->request_id));
     return;
   }
   ex->match = router_.match(ex->method(), ex->path);
@@ -130,9 +131,9 @@ void Pipeline::handle(const std::shared_ptr<Exchange>& ex) {
     return;
   }
   if (ex->match.kind == RouteMatch::method_not_allowed) {
-    auto r = error_response(405, "method_not_allowed",
-                            "this path does not accept " + std::string(ex->method()),
-                            ex->request_id);
+    auto r =
+        error_response(405, "method_not_allowed",
+                       "this path does not accept " + std::string(ex->method()), ex->request_id);
     r.headers.emplace_back("Allow", ex->match.allow);
     finish(*ex, std::move(r));
     return;
@@ -202,7 +203,8 @@ bool Pipeline::settle(const std::shared_ptr<Exchange>& ex, kg_status st, bool is
                                  " without answering consistently (respond, defer or continue)";
   log_.log(LogLevel::error, who,
            std::string(is_filter ? "filter " : "handler for ") +
-               (is_filter ? "" : std::string(ex->method()) + " " + ex->match.route->path + " ") + why,
+               (is_filter ? "" : std::string(ex->method()) + " " + ex->match.route->path + " ") +
+               why,
            ex->request_id, ex->trace_id());
   ex->deferred = false;  // a responder completed later is now a no-op
   ex->staged.reset();
@@ -268,9 +270,9 @@ void Pipeline::observe(Exchange& ex, uint16_t status, uint64_t response_bytes) {
   obs.method = {m.data(), m.size()};
   if (ex.match.route) obs.route = {ex.match.route->path.data(), ex.match.route->path.size()};
   obs.status = status;
-  obs.duration_ns = static_cast<uint64_t>(
-      std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - ex.started)
-          .count());
+  obs.duration_ns = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                              std::chrono::steady_clock::now() - ex.started)
+                                              .count());
   obs.request_bytes = ex.request_bytes;
   obs.response_bytes = response_bytes;
   for (auto& o : observers_) o.fn(o.user_data, as_request(&ex), &obs);

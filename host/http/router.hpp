@@ -15,7 +15,7 @@ namespace kghost {
 
 struct RouteInfo {
   std::string method;
-  std::string path;  // the template
+  std::string path;    // the template
   std::string scopes;  // space-separated
   bool is_public = false;
   std::string owner;  // plugin name, or "host"
@@ -28,8 +28,8 @@ using PathParams = std::vector<std::pair<std::string_view, std::string>>;
 struct RouteMatch {
   enum Kind { found, not_found, method_not_allowed } kind = not_found;
   const RouteInfo* route = nullptr;
-  PathParams params;   // names borrowed from the route; values percent-decoded
-  std::string allow;   // for 405: "GET, POST"
+  PathParams params;  // names borrowed from the route; values percent-decoded
+  std::string allow;  // for 405: "GET, POST"
 };
 
 class Router {

@@ -204,20 +204,20 @@ class Connection final : public Transport, public std::enable_shared_from_this<C
   // speculative recv that fails with EAGAIN on every keep-alive request.
   void read_more(std::chrono::seconds timeout, bool first = false) {
     if (first || parser_->is_header_done()) expire_in(timeout);
-    socket_.async_wait(tcp::socket::wait_read, [self = shared_from_this(), first,
-                                                timeout](beast::error_code ec) {
-      if (ec) return self->close();
-      std::size_t n = self->socket_.read_some(self->buffer_.prepare(16 * 1024), ec);
-      if (ec == net::error::would_block || ec == net::error::try_again)
-        return self->read_more(timeout, false);
-      if (ec) return self->close();
-      self->buffer_.commit(n);
-      if (first) {
-        self->started_ = std::chrono::steady_clock::now();
-        self->expire_in(self->srv_.cfg.header_timeout);
-      }
-      self->parse();
-    });
+    socket_.async_wait(
+        tcp::socket::wait_read, [self = shared_from_this(), first, timeout](beast::error_code ec) {
+          if (ec) return self->close();
+          std::size_t n = self->socket_.read_some(self->buffer_.prepare(16 * 1024), ec);
+          if (ec == net::error::would_block || ec == net::error::try_again)
+            return self->read_more(timeout, false);
+          if (ec) return self->close();
+          self->buffer_.commit(n);
+          if (first) {
+            self->started_ = std::chrono::steady_clock::now();
+            self->expire_in(self->srv_.cfg.header_timeout);
+          }
+          self->parse();
+        });
   }
 
   // Feeds what is buffered to the parser; dispatches a complete request, else reads more.
@@ -316,7 +316,8 @@ class Connection final : public Transport, public std::enable_shared_from_this<C
 // connection's thread; a read on the socket notices the client leaving.
 class ChunkedStream final : public StreamState, public std::enable_shared_from_this<ChunkedStream> {
  public:
-  ChunkedStream(std::shared_ptr<Connection> conn, std::size_t bound, std::function<void()> on_closed)
+  ChunkedStream(std::shared_ptr<Connection> conn, std::size_t bound,
+                std::function<void()> on_closed)
       : conn_(std::move(conn)), bound_(bound), on_closed_(std::move(on_closed)) {}
 
   void start(std::string head) {
@@ -393,11 +394,11 @@ class ChunkedStream final : public StreamState, public std::enable_shared_from_t
   }
 
   void watch_client() {
-    conn_->socket().async_read_some(
-        net::buffer(scratch_), [self = shared_from_this()](beast::error_code ec, std::size_t) {
-          if (ec) return self->client_gone();
-          self->watch_client();  // ignore anything the client sends
-        });
+    conn_->socket().async_read_some(net::buffer(scratch_),
+                                    [self = shared_from_this()](beast::error_code ec, std::size_t) {
+                                      if (ec) return self->client_gone();
+                                      self->watch_client();  // ignore anything the client sends
+                                    });
   }
 
   void client_gone() {
@@ -425,11 +426,12 @@ class ChunkedStream final : public StreamState, public std::enable_shared_from_t
 
 std::shared_ptr<StreamState> Connection::begin_stream(HttpResponse&& head,
                                                       std::function<void()> on_closed) {
-  std::string h = "HTTP/1.1 " + std::to_string(head.status) + " " +
-                  std::string(http::obsolete_reason(static_cast<http::status>(head.status))) +
-                  "\r\nContent-Type: " +
-                  (head.content_type.empty() ? std::string("application/json") : head.content_type) +
-                  "\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n";
+  std::string h =
+      "HTTP/1.1 " + std::to_string(head.status) + " " +
+      std::string(http::obsolete_reason(static_cast<http::status>(head.status))) +
+      "\r\nContent-Type: " +
+      (head.content_type.empty() ? std::string("application/json") : head.content_type) +
+      "\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n";
   for (auto& [name, value] : head.headers) {
     if (name.find_first_of("\r\n") != std::string::npos ||
         value.find_first_of("\r\n") != std::string::npos)
@@ -507,7 +509,8 @@ void HttpServer::start() {
   if (colon == std::string::npos)
     throw std::runtime_error("server.listen \"" + s.cfg.listen + "\" must be HOST:PORT");
   std::string host = s.cfg.listen.substr(0, colon);
-  if (host.size() > 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+  if (host.size() > 2 && host.front() == '[' && host.back() == ']')
+    host = host.substr(1, host.size() - 2);
   unsigned long port = 0;
   try {
     port = std::stoul(s.cfg.listen.substr(colon + 1));
@@ -530,7 +533,7 @@ void HttpServer::start() {
   if (ec) throw std::runtime_error("cannot listen on " + s.cfg.listen + ": " + ec.message());
   auto local = s.acceptor->local_endpoint();
   s.local = (local.address().is_v6() ? "[" + local.address().to_string() + "]"
-                                      : local.address().to_string()) +
+                                     : local.address().to_string()) +
             ":" + std::to_string(local.port());
   s.accept();
   for (auto& w : s.workers) {
@@ -544,10 +547,11 @@ std::string HttpServer::local_address() const { return impl_->local; }
 bool HttpServer::drain(std::chrono::milliseconds timeout) {
   auto& s = *impl_;
   s.draining = true;
-  if (s.acceptor) net::post(s.workers[0]->ioc, [&s] {
-    beast::error_code ec;
-    s.acceptor->close(ec);
-  });
+  if (s.acceptor)
+    net::post(s.workers[0]->ioc, [&s] {
+      beast::error_code ec;
+      s.acceptor->close(ec);
+    });
   {
     std::lock_guard lock(s.streams_mutex);
     for (auto& w : s.streams)

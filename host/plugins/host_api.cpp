@@ -15,7 +15,9 @@ namespace {
 using State = kg_plugin_ctx::State;
 
 Exchange* ex_of(kg_request* r) { return reinterpret_cast<Exchange*>(r); }
-std::string_view sv(kg_str s) { return s.len ? std::string_view(s.ptr, s.len) : std::string_view(); }
+std::string_view sv(kg_str s) {
+  return s.len ? std::string_view(s.ptr, s.len) : std::string_view();
+}
 kg_str ks(std::string_view s) { return kg_str{s.data(), s.size()}; }
 bool registering(kg_plugin_ctx* c) { return c && c->state == State::creating; }
 bool setting_up(kg_plugin_ctx* c) {
@@ -87,7 +89,8 @@ kg_status api_register_route(kg_plugin_ctx* c, const kg_route* r) {
 kg_status api_register_filter(kg_plugin_ctx* c, const kg_filter* f) {
   if (!registering(c)) return KG_ERR_STATE;
   if (!f || !f->fn) return KG_ERR_INVALID;
-  c->filters.push_back(FilterEntry{std::string(sv(f->name)), c->name, f->order, f->fn, f->user_data});
+  c->filters.push_back(
+      FilterEntry{std::string(sv(f->name)), c->name, f->order, f->fn, f->user_data});
   return KG_OK;
 }
 kg_status api_register_observer(kg_plugin_ctx* c, kg_observer_fn fn, void* ud) {
@@ -294,9 +297,12 @@ kg_status api_bus_subscribe(kg_plugin_ctx* c, kg_str pattern, kg_bus_fn fn, void
 // --- store ------------------------------------------------------------------------------------
 kg_status to_status(StoreCode code) {
   switch (code) {
-    case StoreCode::ok: return KG_OK;
-    case StoreCode::not_found: return KG_ERR_NOT_FOUND;
-    case StoreCode::error: return KG_ERR_UNAVAILABLE;
+    case StoreCode::ok:
+      return KG_OK;
+    case StoreCode::not_found:
+      return KG_ERR_NOT_FOUND;
+    case StoreCode::error:
+      return KG_ERR_UNAVAILABLE;
   }
   return KG_ERR_INTERNAL;
 }
@@ -366,11 +372,13 @@ kg_queue* api_queue_open(kg_plugin_ctx* c, kg_str name, const kg_queue_options* 
   opts.name = c->name + "." + n;
   if (o && KG_HAS_FIELD(o, kg_queue_options, max_attempts) && o->max_attempts)
     opts.max_attempts = o->max_attempts;
-  if (o && KG_HAS_FIELD(o, kg_queue_options, max_bytes) && o->max_bytes) opts.max_bytes = o->max_bytes;
+  if (o && KG_HAS_FIELD(o, kg_queue_options, max_bytes) && o->max_bytes)
+    opts.max_bytes = o->max_bytes;
   if (o && KG_HAS_FIELD(o, kg_queue_options, retry_backoff_ms) && o->retry_backoff_ms)
     opts.retry_backoff = std::chrono::milliseconds(o->retry_backoff_ms);
   try {
-    c->queues.push_back(DurableQueue::open(opts, c->services->pool, c->services->metrics.registry()));
+    c->queues.push_back(
+        DurableQueue::open(opts, c->services->pool, c->services->metrics.registry()));
   } catch (const std::exception& e) {
     c->error = std::string("cannot open durable queue ") + opts.name + ": " + e.what();
     c->services->log.log(LogLevel::error, c->name, c->error);
@@ -384,9 +392,12 @@ kg_status api_queue_append(kg_queue* q, kg_str data, kg_append_fn done, void* ud
     if (done) done(ud, s == AppendStatus::ok ? KG_OK : KG_ERR_UNAVAILABLE, id);
   });
   switch (st) {
-    case AppendStatus::ok: return KG_PENDING;
-    case AppendStatus::full: return KG_ERR_FULL;
-    case AppendStatus::io_error: return KG_ERR_UNAVAILABLE;
+    case AppendStatus::ok:
+      return KG_PENDING;
+    case AppendStatus::full:
+      return KG_ERR_FULL;
+    case AppendStatus::io_error:
+      return KG_ERR_UNAVAILABLE;
   }
   return KG_ERR_INTERNAL;
 }
@@ -433,7 +444,8 @@ kg_status api_health_render(kg_plugin_ctx* c, kg_sink_fn sink, void* ud) {
   return KG_OK;
 }
 
-kg_status api_error_body(kg_str code, kg_str message, kg_str request_id, kg_sink_fn sink, void* ud) {
+kg_status api_error_body(kg_str code, kg_str message, kg_str request_id, kg_sink_fn sink,
+                         void* ud) {
   if (!sink) return KG_ERR_INVALID;
   auto body = error_response(500, sv(code), sv(message), sv(request_id)).body;
   sink(ud, ks(body));

@@ -58,7 +58,8 @@ nlohmann::json openapi(const Pipeline& pipeline) {
 
 }  // namespace
 
-nlohmann::json health_document(const PluginHost& plugins, const Store& store, const HostState& state) {
+nlohmann::json health_document(const PluginHost& plugins, const Store& store,
+                               const HostState& state) {
   HealthStatus overall = HealthStatus::healthy;
   nlohmann::json list = nlohmann::json::object();
   for (auto& [name, report] : plugins.health()) {
@@ -68,11 +69,12 @@ nlohmann::json health_document(const PluginHost& plugins, const Store& store, co
     list[name] = std::move(entry);
   }
   auto sh = store.health();
-  overall = worst(overall, sh.status == HealthStatus::unhealthy ? HealthStatus::degraded : sh.status);
+  overall =
+      worst(overall, sh.status == HealthStatus::unhealthy ? HealthStatus::degraded : sh.status);
   nlohmann::json store_json = {{"status", to_string(sh.status)}, {"backend", sh.backend}};
   if (!sh.detail.empty()) store_json["detail"] = sh.detail;
   auto uptime = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() -
-                                                                  state.started)
+                                                                 state.started)
                     .count();
   return {{"status", to_string(overall)},
           {"version", KGHOST_VERSION},
@@ -92,8 +94,9 @@ std::string register_host_routes(Pipeline& pipeline, const PluginHost& plugins, 
   auto check = [&](std::string e) {
     if (err.empty()) err = std::move(e);
   };
-  check(add("GET", "/health/live", "", true,
-            [](Exchange& ex) { ex.staged = json_response(200, {{"status", "live"}}); }));
+  check(add("GET", "/health/live", "", true, [](Exchange& ex) {
+    ex.staged = json_response(200, {{"status", "live"}});
+  }));
   check(add("GET", "/health/ready", "", true, [&state](Exchange& ex) {
     bool ready = state.ready.load();
     ex.staged = json_response(ready ? 200 : 503, {{"status", ready ? "ready" : "not_ready"}});

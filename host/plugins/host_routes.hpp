@@ -16,7 +16,8 @@ struct HostState {
 };
 
 // The /health document: overall status, version, uptime, store, and every plugin's report.
-nlohmann::json health_document(const PluginHost& plugins, const Store& store, const HostState& state);
+nlohmann::json health_document(const PluginHost& plugins, const Store& store,
+                               const HostState& state);
 
 // Registers the host routes. Returns an error text on a route conflict, else "".
 std::string register_host_routes(Pipeline& pipeline, const PluginHost& plugins, const Store& store,

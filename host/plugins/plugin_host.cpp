@@ -2,9 +2,8 @@
 
 #include <dlfcn.h>
 
-#include <cstring>
-
 #include <boost/dll/shared_library.hpp>
+#include <cstring>
 
 namespace kghost {
 namespace {
@@ -32,7 +31,8 @@ void PluginHost::fail(kg_plugin_ctx& p, const std::string& stage, const std::str
   p.error = stage + ": " + reason;
   std::string msg = "plugin " + p.name + " (" + p.path.string() + ") " + p.error;
   if (p.required) throw PluginError(msg);
-  services_.log.log(LogLevel::warn, "host", msg + "; it is optional, so the host goes on without it");
+  services_.log.log(LogLevel::warn, "host",
+                    msg + "; it is optional, so the host goes on without it");
 }
 
 void PluginHost::load(const HostConfig& config) {
@@ -54,14 +54,15 @@ void PluginHost::load_one(const PluginEntry& entry, const HostConfig& config) {
 
   std::error_code fec;
   if (!std::filesystem::exists(p.path, fec))
-    return fail(p, "cannot load",
-                "no such file; build it, fix [[plugins]] path at " + entry.origin +
-                    ", or set plugin_dir");
+    return fail(
+        p, "cannot load",
+        "no such file; build it, fix [[plugins]] path at " + entry.origin + ", or set plugin_dir");
   // RTLD_LOCAL keeps plugins' symbols apart; RTLD_NODELETE because unloading code that may
   // still have threads or callbacks in flight is never worth the risk.
   boost::system::error_code ec;
   p.library.load(p.path.string(),
-                 static_cast<boost::dll::load_mode::type>(RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE), ec);
+                 static_cast<boost::dll::load_mode::type>(RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE),
+                 ec);
   if (ec) {
     const char* why = dlerror();
     return fail(p, "cannot load", why ? why : ec.message());
@@ -75,10 +76,11 @@ void PluginHost::load_one(const PluginEntry& entry, const HostConfig& config) {
   if (!d || d->struct_size < offsetof(kg_plugin_descriptor, create) + sizeof(d->create))
     return fail(p, "cannot load", "its entry point returned no valid descriptor");
   if (d->abi_major != KG_ABI_MAJOR)
-    return fail(p, "cannot load",
-                "ABI mismatch: the plugin was built against ABI " + abi_text(d->abi_major, d->abi_minor) +
-                    ", this host speaks ABI " + abi_text(KG_ABI_MAJOR, KG_ABI_MINOR) +
-                    "; rebuild the plugin against kghost/plugin.h " + std::to_string(KG_ABI_MAJOR) + ".x");
+    return fail(
+        p, "cannot load",
+        "ABI mismatch: the plugin was built against ABI " + abi_text(d->abi_major, d->abi_minor) +
+            ", this host speaks ABI " + abi_text(KG_ABI_MAJOR, KG_ABI_MINOR) +
+            "; rebuild the plugin against kghost/plugin.h " + std::to_string(KG_ABI_MAJOR) + ".x");
   if (d->abi_minor > KG_ABI_MINOR)
     return fail(p, "cannot load",
                 "the plugin needs ABI " + abi_text(d->abi_major, d->abi_minor) +
@@ -90,10 +92,12 @@ void PluginHost::load_one(const PluginEntry& entry, const HostConfig& config) {
   if (!p.desc.create) return fail(p, "cannot load", "its descriptor has no create function");
   if (!p.desc.name || p.name != p.desc.name)
     return fail(p, "cannot load",
-                std::string("the file declares the plugin name \"") + (p.desc.name ? p.desc.name : "") +
-                    "\" but the config calls it \"" + p.name + "\"");
+                std::string("the file declares the plugin name \"") +
+                    (p.desc.name ? p.desc.name : "") + "\" but the config calls it \"" + p.name +
+                    "\"");
   if ((p.desc.flags & KG_PLUGIN_DEV_ONLY) && services_.mode == "production") {
-    p.required = true;  // never silently skipped: production with a dev-only plugin is a config error
+    p.required =
+        true;  // never silently skipped: production with a dev-only plugin is a config error
     return fail(p, "refused",
                 "it is dev-only and the host runs in production mode; remove it from the config "
                 "(or set enabled = false) for production");
@@ -147,7 +151,8 @@ void PluginHost::start() {
     if (p->state != kg_plugin_ctx::State::created) continue;
     kg_status st = p->desc.start ? p->desc.start(p->instance) : KG_OK;
     if (st != KG_OK) {
-      fail(*p, "failed to start", p->error.empty() ? "start returned status " + std::to_string(st) : p->error);
+      fail(*p, "failed to start",
+           p->error.empty() ? "start returned status " + std::to_string(st) : p->error);
       continue;
     }
     p->state = kg_plugin_ctx::State::started;

@@ -24,9 +24,10 @@ void StopToken::request() {
 
 TaskRunner::~TaskRunner() { stop(); }
 
-void TaskRunner::every(std::string name, std::chrono::milliseconds interval, std::function<void()> fn) {
-  periodic_.push_back(Periodic{std::move(name), std::max(interval, std::chrono::milliseconds(1)),
-                               std::move(fn), {}, false});
+void TaskRunner::every(std::string name, std::chrono::milliseconds interval,
+                       std::function<void()> fn) {
+  periodic_.push_back(Periodic{
+      std::move(name), std::max(interval, std::chrono::milliseconds(1)), std::move(fn), {}, false});
 }
 
 void TaskRunner::run(std::string name, std::function<void(StopToken&)> fn) {
@@ -65,7 +66,8 @@ void TaskRunner::schedule_loop() {
       }
     }
     auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(wake - now);
-    if (stop_.wait_for(std::clamp(wait, std::chrono::milliseconds(1), std::chrono::milliseconds(50))))
+    if (stop_.wait_for(
+            std::clamp(wait, std::chrono::milliseconds(1), std::chrono::milliseconds(50))))
       return;
   }
 }

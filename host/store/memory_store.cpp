@@ -34,11 +34,16 @@ StoreReply error_reply(std::string reason) {
 
 std::string_view to_string(StoreOp op) {
   switch (op) {
-    case StoreOp::check_and_set: return "check_and_set";
-    case StoreOp::incr: return "incr";
-    case StoreOp::get: return "get";
-    case StoreOp::put: return "put";
-    case StoreOp::del: return "del";
+    case StoreOp::check_and_set:
+      return "check_and_set";
+    case StoreOp::incr:
+      return "incr";
+    case StoreOp::get:
+      return "get";
+    case StoreOp::put:
+      return "put";
+    case StoreOp::del:
+      return "del";
   }
   return "unknown";
 }
@@ -59,8 +64,9 @@ StoreMetrics::StoreMetrics(prometheus::Registry& registry, std::string_view back
                 .Add({{"backend", b}});
   fallback = &prometheus::BuildCounter()
                   .Name("kgents_store_fallback_total")
-                  .Help("Store operations answered by the memory fallback while Redis was "
-                        "unreachable or slow.")
+                  .Help(
+                      "Store operations answered by the memory fallback while Redis was "
+                      "unreachable or slow.")
                   .Register(registry)
                   .Add({});
   up = &prometheus::BuildGauge()
@@ -102,7 +108,7 @@ void MemoryStore::stop() {
 
 MemoryStore::Shard& MemoryStore::shard_for(std::string_view key) {
   // Mix the hash so the shard index does not use the same bits as the map's bucket index.
-  const uint64_t h = Hash{}(key) * 0x9E3779B97F4A7C15ull;
+  const uint64_t h = Hash{}(key)*0x9E3779B97F4A7C15ull;
   return shards_[(h >> 32) & shard_mask_];
 }
 
@@ -253,9 +259,7 @@ StoreReply MemoryStore::do_del(std::string_view key) {
   return r;
 }
 
-StoreHealth MemoryStore::health() const {
-  return {HealthStatus::healthy, "memory", ""};
-}
+StoreHealth MemoryStore::health() const { return {HealthStatus::healthy, "memory", ""}; }
 
 std::size_t MemoryStore::size() const {
   std::size_t n = 0;

@@ -29,9 +29,9 @@ std::string_view to_string(StoreOp op);
 struct StoreMetrics {
   explicit StoreMetrics(prometheus::Registry& registry, std::string_view backend);
   std::array<prometheus::Counter*, kStoreOpCount> operations{};  // kgents_store_operations_total
-  prometheus::Counter* errors = nullptr;                          // kgents_store_errors_total
-  prometheus::Counter* fallback = nullptr;                        // kgents_store_fallback_total
-  prometheus::Gauge* up = nullptr;                                // kgents_store_backend_up
+  prometheus::Counter* errors = nullptr;                         // kgents_store_errors_total
+  prometheus::Counter* fallback = nullptr;                       // kgents_store_fallback_total
+  prometheus::Gauge* up = nullptr;                               // kgents_store_backend_up
   prometheus::Gauge* keys = nullptr;  // kgents_store_keys, memory backend only
 };
 
@@ -57,8 +57,8 @@ class MemoryStore final : public Store {
                                           StoreDone) override {
     return do_check_and_set(key, ttl);
   }
-  std::optional<StoreReply> incr(std::string_view key, int64_t delta,
-                                 std::chrono::milliseconds ttl, StoreDone) override {
+  std::optional<StoreReply> incr(std::string_view key, int64_t delta, std::chrono::milliseconds ttl,
+                                 StoreDone) override {
     return do_incr(key, delta, ttl);
   }
   std::optional<StoreReply> get(std::string_view key, StoreDone) override { return do_get(key); }

@@ -220,10 +220,9 @@ std::optional<StoreReply> RedisStore::submit(Request&& req) {
 }
 
 std::optional<StoreReply> RedisStore::check_and_set(std::string_view key,
-                                                    std::chrono::milliseconds ttl,
-                                                    StoreDone done) {
-  return submit(Request{StoreOp::check_and_set, std::string(key), {}, 0, ttl.count(),
-                        std::move(done), {}});
+                                                    std::chrono::milliseconds ttl, StoreDone done) {
+  return submit(
+      Request{StoreOp::check_and_set, std::string(key), {}, 0, ttl.count(), std::move(done), {}});
 }
 
 std::optional<StoreReply> RedisStore::incr(std::string_view key, int64_t delta,
@@ -238,8 +237,8 @@ std::optional<StoreReply> RedisStore::get(std::string_view key, StoreDone done) 
 
 std::optional<StoreReply> RedisStore::put(std::string_view key, std::string_view value,
                                           std::chrono::milliseconds ttl, StoreDone done) {
-  return submit(Request{StoreOp::put, std::string(key), std::string(value), 0, ttl.count(),
-                        std::move(done), {}});
+  return submit(Request{
+      StoreOp::put, std::string(key), std::string(value), 0, ttl.count(), std::move(done), {}});
 }
 
 std::optional<StoreReply> RedisStore::del(std::string_view key, StoreDone done) {
@@ -259,20 +258,25 @@ StoreHealth RedisStore::health() const {
   if (stopping_.load()) why = "store stopped";
   return {HealthStatus::degraded, "redis",
           "redis at " + endpoint_.host + ":" + std::to_string(endpoint_.port) + ": " +
-              std::to_string(up) + "/" + std::to_string(connections_.size()) +
-              " connections up (" + why + "); answering from the memory fallback, reconnecting " +
-              "every " + std::to_string(options_.reconnect_interval.count()) + " ms"};
+              std::to_string(up) + "/" + std::to_string(connections_.size()) + " connections up (" +
+              why + "); answering from the memory fallback, reconnecting " + "every " +
+              std::to_string(options_.reconnect_interval.count()) + " ms"};
 }
 
 StoreReply RedisStore::answer_from_fallback(const Request& req) {
   metrics_.fallback->Increment();
   const std::chrono::milliseconds ttl(req.ttl_ms);
   switch (req.op) {
-    case StoreOp::check_and_set: return fallback_.do_check_and_set(req.key, ttl);
-    case StoreOp::incr: return fallback_.do_incr(req.key, req.delta, ttl);
-    case StoreOp::get: return fallback_.do_get(req.key);
-    case StoreOp::put: return fallback_.do_put(req.key, req.value, ttl);
-    case StoreOp::del: return fallback_.do_del(req.key);
+    case StoreOp::check_and_set:
+      return fallback_.do_check_and_set(req.key, ttl);
+    case StoreOp::incr:
+      return fallback_.do_incr(req.key, req.delta, ttl);
+    case StoreOp::get:
+      return fallback_.do_get(req.key);
+    case StoreOp::put:
+      return fallback_.do_put(req.key, req.value, ttl);
+    case StoreOp::del:
+      return fallback_.do_del(req.key);
   }
   return error_reply("unknown operation");
 }
@@ -302,9 +306,10 @@ void RedisStore::set_connected(Connection& c, bool up) {
   if (stopping_.load()) return;  // shutting down: not an outage
   if (up && n == connections_.size()) {
     if (was_up_.exchange(true))
-      spdlog::info("store: redis at {}:{} reachable again, all {} connections up; the memory "
-                   "fallback is no longer used",
-                   endpoint_.host, endpoint_.port, n);
+      spdlog::info(
+          "store: redis at {}:{} reachable again, all {} connections up; the memory "
+          "fallback is no longer used",
+          endpoint_.host, endpoint_.port, n);
     else
       spdlog::info("store: connected to redis at {}:{} ({} connections)", endpoint_.host,
                    endpoint_.port, n);
@@ -346,9 +351,9 @@ bool RedisStore::connect(Connection& c) {
     return r;
   };
   if (!endpoint_.password.empty()) {
-    ReplyPtr r = endpoint_.user.empty() ? setup({"AUTH", endpoint_.password}, "AUTH")
-                                        : setup({"AUTH", endpoint_.user, endpoint_.password},
-                                                "AUTH");
+    ReplyPtr r = endpoint_.user.empty()
+                     ? setup({"AUTH", endpoint_.password}, "AUTH")
+                     : setup({"AUTH", endpoint_.user, endpoint_.password}, "AUTH");
     if (!r) return false;
   }
   if (endpoint_.db != 0) {
@@ -498,9 +503,12 @@ StoreReply RedisStore::to_reply(const Request& req, const redisReply* r, bool& n
   auto unexpected = [&] { return error_reply("unexpected reply from redis"); };
   switch (req.op) {
     case StoreOp::check_and_set:
-      if (r->type == REDIS_REPLY_STATUS) out.created = true;
-      else if (r->type == REDIS_REPLY_NIL) out.created = false;
-      else return unexpected();
+      if (r->type == REDIS_REPLY_STATUS)
+        out.created = true;
+      else if (r->type == REDIS_REPLY_NIL)
+        out.created = false;
+      else
+        return unexpected();
       return out;
     case StoreOp::incr:
       if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||

@@ -28,8 +28,8 @@ class RedisStore final : public Store {
 
   std::optional<StoreReply> check_and_set(std::string_view key, std::chrono::milliseconds ttl,
                                           StoreDone done) override;
-  std::optional<StoreReply> incr(std::string_view key, int64_t delta,
-                                 std::chrono::milliseconds ttl, StoreDone done) override;
+  std::optional<StoreReply> incr(std::string_view key, int64_t delta, std::chrono::milliseconds ttl,
+                                 StoreDone done) override;
   std::optional<StoreReply> get(std::string_view key, StoreDone done) override;
   std::optional<StoreReply> put(std::string_view key, std::string_view value,
                                 std::chrono::milliseconds ttl, StoreDone done) override;
@@ -87,11 +87,11 @@ class RedisStore final : public Store {
   std::atomic<std::size_t> connected_count_{0};
   std::atomic<bool> stopping_{false};
   std::atomic<bool> was_up_{false};  // all connections were up once: later ups are recoveries
-  std::mutex startup_mutex_;  // guards first_attempts_
+  std::mutex startup_mutex_;         // guards first_attempts_
   std::condition_variable startup_cv_;
   std::size_t first_attempts_ = 0;  // connections that tried to connect once
-  std::mutex stop_mutex_;  // serialises stop()
-  bool stopped_ = false;   // guarded by stop_mutex_
+  std::mutex stop_mutex_;           // serialises stop()
+  bool stopped_ = false;            // guarded by stop_mutex_
 };
 
 }  // namespace kghost

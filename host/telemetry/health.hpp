@@ -10,9 +10,12 @@ enum class HealthStatus { healthy = 0, degraded = 1, unhealthy = 2 };
 
 constexpr std::string_view to_string(HealthStatus s) {
   switch (s) {
-    case HealthStatus::healthy: return "healthy";
-    case HealthStatus::degraded: return "degraded";
-    case HealthStatus::unhealthy: return "unhealthy";
+    case HealthStatus::healthy:
+      return "healthy";
+    case HealthStatus::degraded:
+      return "degraded";
+    case HealthStatus::unhealthy:
+      return "unhealthy";
   }
   return "unhealthy";
 }

@@ -11,10 +11,14 @@ namespace {
 
 spdlog::level::level_enum to_spd(LogLevel l) {
   switch (l) {
-    case LogLevel::debug: return spdlog::level::debug;
-    case LogLevel::info: return spdlog::level::info;
-    case LogLevel::warn: return spdlog::level::warn;
-    case LogLevel::error: return spdlog::level::err;
+    case LogLevel::debug:
+      return spdlog::level::debug;
+    case LogLevel::info:
+      return spdlog::level::info;
+    case LogLevel::warn:
+      return spdlog::level::warn;
+    case LogLevel::error:
+      return spdlog::level::err;
   }
   return spdlog::level::info;
 }
@@ -39,8 +43,8 @@ std::string timestamp() {
 
 Logger::Logger(LogLevel min_level) {
   // stderr keeps stdout free for --check's report; the logger is not registered globally.
-  logger_ = std::make_shared<spdlog::logger>("kghost",
-                                             std::make_shared<spdlog::sinks::stderr_sink_mt>());
+  logger_ =
+      std::make_shared<spdlog::logger>("kghost", std::make_shared<spdlog::sinks::stderr_sink_mt>());
   logger_->set_pattern("%v");
   logger_->flush_on(spdlog::level::trace);
   set_level(min_level);

@@ -12,7 +12,9 @@ class Hello final : public kghost::sdk::Plugin {
   explicit Hello(kghost::sdk::Host host) : Plugin(host) {
     route({.method = "GET", .path = "/hello", .is_public = true, .summary = "Says hello"},
           [](Request& req) { req.respond(200, R"({"status":"ok"})"); });
-    route({.method = "GET", .path = "/hello/{name}", .is_public = true,
+    route({.method = "GET",
+           .path = "/hello/{name}",
+           .is_public = true,
            .summary = "Says hello to someone"},
           [](Request& req) {
             std::string name(req.param("name").value_or(""));

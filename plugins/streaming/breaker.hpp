@@ -48,9 +48,12 @@ class Breaker {
 
   static const char* name(State s) {
     switch (s) {
-      case State::closed: return "closed";
-      case State::open: return "open";
-      case State::half_open: return "half_open";
+      case State::closed:
+        return "closed";
+      case State::open:
+        return "open";
+      case State::half_open:
+        return "half_open";
     }
     return "closed";
   }

@@ -48,7 +48,8 @@ void Publisher::connect() {
   if (s == NATS_OK) s = natsOptions_SetDisconnectedCB(opts_, &Publisher::on_disconnected, this);
   if (s == NATS_OK) s = natsOptions_SetReconnectedCB(opts_, &Publisher::on_connected, this);
   if (s == NATS_OK) s = natsOptions_SetClosedCB(opts_, &Publisher::on_closed, this);
-  if (s == NATS_OK) s = natsOptions_SetRetryOnFailedConnect(opts_, true, &Publisher::on_connected, this);
+  if (s == NATS_OK)
+    s = natsOptions_SetRetryOnFailedConnect(opts_, true, &Publisher::on_connected, this);
   // SSE subscriptions share a small pool of delivery threads instead of one thread each.
   if (s == NATS_OK) s = natsOptions_UseGlobalMessageDelivery(opts_, true);
   if (s == NATS_OK) s = nats_SetMessageDeliveryPoolSize(4);
@@ -69,7 +70,8 @@ void Publisher::connect() {
   jo.PublishAsync.AckHandlerClosure = this;
   jo.PublishAsync.MaxPending = static_cast<int64_t>(settings_.max_in_flight) + 16;
   s = natsConnection_JetStream(&js_, nc_, &jo);
-  if (s != NATS_OK) throw std::runtime_error("cannot create the JetStream context: " + nats_error(s));
+  if (s != NATS_OK)
+    throw std::runtime_error("cannot create the JetStream context: " + nats_error(s));
 }
 
 void Publisher::close() {
@@ -90,7 +92,8 @@ void Publisher::close() {
   }
   Outcome gone{Outcome::unavailable, 0, false, "the host is shutting down"};
   for (auto& d : dones) d(gone);
-  if (lost) log_(KG_LOG_WARN, "streaming: " + std::to_string(lost) + " events not published at shutdown");
+  if (lost)
+    log_(KG_LOG_WARN, "streaming: " + std::to_string(lost) + " events not published at shutdown");
   if (nc_) natsConnection_Close(nc_);
   if (js_) jsCtx_Destroy(js_);
   if (nc_) natsConnection_Destroy(nc_);
@@ -123,7 +126,8 @@ void Publisher::set_connected(bool up) {
   }
   cv_.notify_all();
   log_(up ? KG_LOG_INFO : KG_LOG_WARN,
-       up ? "streaming: connected to NATS" : "streaming: disconnected from NATS; using the fallback queue");
+       up ? "streaming: connected to NATS"
+          : "streaming: disconnected from NATS; using the fallback queue");
 }
 
 bool Publisher::ready() {
@@ -194,9 +198,10 @@ void Publisher::on_ack(jsCtx*, natsMsg* msg, jsPubAck* pa, jsPubAckErr* pae, voi
         e->acked = true;  // resolved: never resent
         self->breaker_.on_failure(Clock::now());
         ++self->failures_;
-        outcome = Outcome{Outcome::rejected, 0, false,
-                          "JetStream refused the event (error " + std::to_string(pae->ErrCode) +
-                              (pae->ErrText ? std::string(": ") + pae->ErrText : std::string()) + ")"};
+        outcome =
+            Outcome{Outcome::rejected, 0, false,
+                    "JetStream refused the event (error " + std::to_string(pae->ErrCode) +
+                        (pae->ErrText ? std::string(": ") + pae->ErrText : std::string()) + ")"};
         done = std::exchange(e->done, nullptr);
         wake = true;
       } else {
@@ -205,7 +210,8 @@ void Publisher::on_ack(jsCtx*, natsMsg* msg, jsPubAck* pa, jsPubAckErr* pae, voi
         self->need_resync_ = true;
         wake = true;
       }
-      while (!self->in_flight_.empty() && self->in_flight_.front()->acked) self->in_flight_.pop_front();
+      while (!self->in_flight_.empty() && self->in_flight_.front()->acked)
+        self->in_flight_.pop_front();
       wake = wake || self->in_flight_.size() + 1 >= self->settings_.max_in_flight;
     }
   }
@@ -226,12 +232,14 @@ bool Publisher::ensure_stream() {
       log_(KG_LOG_WARN, "streaming: stream " + settings_.stream + " has a duplicate_window of " +
                             std::to_string(si->Config->Duplicates / 1000000000) +
                             " s, shorter than the configured " +
-                            std::to_string(settings_.duplicate_window_s) + " s; events resent after a long outage may be stored twice");
+                            std::to_string(settings_.duplicate_window_s) +
+                            " s; events resent after a long outage may be stored twice");
     jsStreamInfo_Destroy(si);
     return true;
   }
   if (s != NATS_NOT_FOUND) {
-    log_(KG_LOG_WARN, "streaming: cannot look up stream " + settings_.stream + ": " + nats_error(s));
+    log_(KG_LOG_WARN,
+         "streaming: cannot look up stream " + settings_.stream + ": " + nats_error(s));
     return false;
   }
   jsStreamConfig cfg;
@@ -246,7 +254,8 @@ bool Publisher::ensure_stream() {
   s = js_AddStream(&si, js_, &cfg, nullptr, &jerr);
   if (s == NATS_OK) {
     jsStreamInfo_Destroy(si);
-    log_(KG_LOG_INFO, "streaming: created stream " + settings_.stream + " on kgent.> (duplicate_window " +
+    log_(KG_LOG_INFO, "streaming: created stream " + settings_.stream +
+                          " on kgent.> (duplicate_window " +
                           std::to_string(settings_.duplicate_window_s) + " s)");
     return true;
   }
@@ -264,7 +273,8 @@ void Publisher::update_gauges_locked() {
   auto st = breaker_.state(Clock::now());
   if (st != last_state_) {
     log_(st == Breaker::State::closed ? KG_LOG_INFO : KG_LOG_WARN,
-         std::string("streaming: circuit breaker ") + Breaker::name(last_state_) + " -> " + Breaker::name(st));
+         std::string("streaming: circuit breaker ") + Breaker::name(last_state_) + " -> " +
+             Breaker::name(st));
     last_state_ = st;
   }
   metrics_.circuit_state.set(static_cast<double>(static_cast<int>(st)));
@@ -316,7 +326,8 @@ void Publisher::send_batch(std::unique_lock<std::mutex>& lock, std::size_t max) 
   for (std::size_t i = 0; i < batch.size(); ++i) {
     auto& e = *batch[i];
     natsMsg* m = nullptr;
-    if (natsMsg_Create(&m, e.subject.c_str(), nullptr, e.data.data(), static_cast<int>(e.data.size())) != NATS_OK)
+    if (natsMsg_Create(&m, e.subject.c_str(), nullptr, e.data.data(),
+                       static_cast<int>(e.data.size())) != NATS_OK)
       continue;
     natsMsgHeader_Set(m, "Nats-Msg-Id", e.msg_id.c_str());
     if (!e.traceparent.empty()) natsMsgHeader_Set(m, "traceparent", e.traceparent.c_str());
@@ -358,14 +369,16 @@ void Publisher::send_batch(std::unique_lock<std::mutex>& lock, std::size_t max) 
     if (it != in_flight_.end()) in_flight_.erase(it);
     if (i == sent && failed == NATS_MAX_PAYLOAD) {
       if (batch[i]->done) rejects.push_back(std::exchange(batch[i]->done, nullptr));
-      log_(KG_LOG_WARN, "streaming: an event on " + batch[i]->subject + " is over the NATS max_payload; dropped");
+      log_(KG_LOG_WARN, "streaming: an event on " + batch[i]->subject +
+                            " is over the NATS max_payload; dropped");
       continue;
     }
     waiting_.push_front(batch[i]);
   }
   lock.unlock();
   for (auto* m : msgs) natsMsg_Destroy(m);  // NULL for those the library took
-  for (auto& d : rejects) d(Outcome{Outcome::rejected, 0, false, "the event is over the NATS max_payload"});
+  for (auto& d : rejects)
+    d(Outcome{Outcome::rejected, 0, false, "the event is over the NATS max_payload"});
   if (failed != NATS_MAX_PAYLOAD) {
     log_(KG_LOG_WARN, "streaming: publish not handed to NATS: " + nats_error(failed));
     std::lock_guard l(mu_);
@@ -391,7 +404,8 @@ void Publisher::run(const std::function<bool()>& stopping) {
     }
     if (need_resync_) {
       // After a lost connection every un-acked event is a missing ack (counted by resync).
-      resync(lock, connected_ ? 0 : SIZE_MAX, connected_ ? "a JetStream ack failed" : "the NATS connection was lost");
+      resync(lock, connected_ ? 0 : SIZE_MAX,
+             connected_ ? "a JetStream ack failed" : "the NATS connection was lost");
       continue;
     }
     // Ack timeouts: every event waiting longer than ack_timeout is a missing ack.
@@ -433,7 +447,9 @@ void Publisher::run(const std::function<bool()>& stopping) {
     std::size_t room = 0;
     if (connected_ && stream_ready_ && !waiting_.empty()) {
       if (state == Breaker::State::closed)
-        room = settings_.max_in_flight > in_flight_.size() ? settings_.max_in_flight - in_flight_.size() : 0;
+        room = settings_.max_in_flight > in_flight_.size()
+                   ? settings_.max_in_flight - in_flight_.size()
+                   : 0;
       else if (state == Breaker::State::half_open && in_flight_.empty())
         room = 1;  // the probe
     }
@@ -444,7 +460,8 @@ void Publisher::run(const std::function<bool()>& stopping) {
     // Sleep until something changes: new event, ack, connection, breaker, ack deadline.
     auto until = now + std::chrono::milliseconds(50);
     if (state == Breaker::State::open) until = std::min(until, breaker_.open_until());
-    if (!in_flight_.empty()) until = std::min(until, in_flight_.front()->sent_at + settings_.ack_timeout);
+    if (!in_flight_.empty())
+      until = std::min(until, in_flight_.front()->sent_at + settings_.ack_timeout);
     cv_.wait_until(lock, until);
   }
   update_gauges_locked();

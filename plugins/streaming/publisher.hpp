@@ -18,13 +18,12 @@
 
 #include <nats/nats.h>
 
-#include <kghost/plugin.hpp>
-
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <kghost/plugin.hpp>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -38,9 +37,9 @@ namespace kghost::streaming {
 // How a deferred publish ended.
 struct Outcome {
   enum Kind { acked, queued, rejected, unavailable } kind = acked;
-  uint64_t sequence = 0;  // acked: the JetStream stream sequence
+  uint64_t sequence = 0;   // acked: the JetStream stream sequence
   bool duplicate = false;  // acked: JetStream had it already (same Nats-Msg-Id)
-  std::string reason;     // rejected / unavailable
+  std::string reason;      // rejected / unavailable
 };
 using Done = std::function<void(const Outcome&)>;
 
@@ -124,8 +123,8 @@ class Publisher {
 
   std::mutex mu_;
   std::condition_variable cv_;
-  std::deque<EventPtr> waiting_;   // the fallback queue / send FIFO
-  std::deque<EventPtr> in_flight_; // sent, in send order (acked ones popped from the front)
+  std::deque<EventPtr> waiting_;    // the fallback queue / send FIFO
+  std::deque<EventPtr> in_flight_;  // sent, in send order (acked ones popped from the front)
   std::unordered_map<natsMsg*, EventPtr> by_msg_;
   Breaker breaker_;
   bool connected_ = false;

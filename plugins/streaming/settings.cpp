@@ -1,7 +1,6 @@
 #include "settings.hpp"
 
 #include <nlohmann/json.hpp>
-
 #include <set>
 #include <stdexcept>
 
@@ -49,10 +48,10 @@ Settings parse_settings(std::string_view json_text, std::string_view env_servers
   Settings s;
   s.servers = split_servers(env_servers);
   static const std::set<std::string> known{
-      "servers",         "stream",          "duplicate_window_s", "max_age_s",
-      "bridge_topics",   "breaker_failures", "breaker_open_ms",   "ack_timeout_ms",
-      "fallback_capacity", "max_in_flight", "reconnect_wait_ms",  "heartbeat_ms",
-      "max_sse_clients", "token_ttl_s",     "token_secret"};
+      "servers",           "stream",           "duplicate_window_s", "max_age_s",
+      "bridge_topics",     "breaker_failures", "breaker_open_ms",    "ack_timeout_ms",
+      "fallback_capacity", "max_in_flight",    "reconnect_wait_ms",  "heartbeat_ms",
+      "max_sse_clients",   "token_ttl_s",      "token_secret"};
   for (auto& [key, v] : cfg.items()) {
     if (!known.count(key)) bad(key, "unknown key");
     if (key == "servers") {
@@ -105,7 +104,8 @@ Settings parse_settings(std::string_view json_text, std::string_view env_servers
     } else if (key == "token_secret") {
       s.token_secret = text(v, key);
       if (!s.token_secret.empty() && s.token_secret.size() < 32)
-        bad(key, "expected at least 32 characters (or leave it out for a random per-process secret)");
+        bad(key,
+            "expected at least 32 characters (or leave it out for a random per-process secret)");
     }
   }
   if (s.max_age_s > 0 && s.duplicate_window_s > s.max_age_s)

@@ -44,7 +44,8 @@ bool SseHub::open(sdk::Request& req, std::string subject, std::optional<uint64_t
   c->start_seq = start_seq;
   c->hub = this;
   Client* raw = c.get();
-  sdk::Response head{200, {}, "text/event-stream", {{"Cache-Control", "no-cache"}, {"X-Accel-Buffering", "no"}}};
+  sdk::Response head{
+      200, {}, "text/event-stream", {{"Cache-Control", "no-cache"}, {"X-Accel-Buffering", "no"}}};
   {
     std::lock_guard lock(mu_);
     clients_.emplace(raw, c);
@@ -96,7 +97,8 @@ void SseHub::on_msg(natsConnection*, natsSubscription*, natsMsg* msg, void* clos
       seq = meta->Sequence.Stream;
       jsMsgMetaData_Destroy(meta);
     }
-    std::string_view data(natsMsg_GetData(msg), static_cast<std::size_t>(natsMsg_GetDataLength(msg)));
+    std::string_view data(natsMsg_GetData(msg),
+                          static_cast<std::size_t>(natsMsg_GetDataLength(msg)));
     kg_status st = c->hub->write(*c, frame(seq, data));
     if (st == KG_OK) {
       c->hub->metrics_.delivered.add(1);
@@ -142,7 +144,8 @@ void SseHub::subscribe(const ClientPtr& c) {
   }
   natsSubscription* sub = nullptr;
   jsErrCode jerr = static_cast<jsErrCode>(0);
-  natsStatus s = js_Subscribe(&sub, js, c->subject.c_str(), &SseHub::on_msg, c.get(), nullptr, &so, &jerr);
+  natsStatus s =
+      js_Subscribe(&sub, js, c->subject.c_str(), &SseHub::on_msg, c.get(), nullptr, &so, &jerr);
   if (s != NATS_OK) {
     log_(KG_LOG_WARN, std::string("streaming: cannot create the consumer for an SSE client: ") +
                           natsStatus_GetText(s));
@@ -184,7 +187,8 @@ void SseHub::run(const std::function<bool()>& stopping) {
     std::deque<ClientPtr> subs, downs;
     {
       std::unique_lock lock(mu_);
-      cv_.wait_for(lock, std::chrono::milliseconds(std::min<int64_t>(100, settings_.heartbeat.count())),
+      cv_.wait_for(lock,
+                   std::chrono::milliseconds(std::min<int64_t>(100, settings_.heartbeat.count())),
                    [&] { return !to_subscribe_.empty() || !to_teardown_.empty(); });
       subs.swap(to_subscribe_);
       downs.swap(to_teardown_);
@@ -200,7 +204,8 @@ void SseHub::run(const std::function<bool()>& stopping) {
         for (auto& [raw, c] : clients_) all.push_back(c);
       }
       for (auto& c : all) {
-        if (c->closed.load() || now - c->last_write_ms.load() < settings_.heartbeat.count()) continue;
+        if (c->closed.load() || now - c->last_write_ms.load() < settings_.heartbeat.count())
+          continue;
         kg_status st = write(*c, ": heartbeat\n\n");
         if (st != KG_OK) finish(c.get(), st == KG_ERR_FULL);
       }

@@ -13,12 +13,11 @@
 
 #include <nats/nats.h>
 
-#include <kghost/plugin.hpp>
-
 #include <atomic>
 #include <condition_variable>
 #include <deque>
 #include <functional>
+#include <kghost/plugin.hpp>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -43,7 +42,7 @@ class SseHub {
   // [request] false when the client limit is reached (answer 503 then).
   bool open(sdk::Request& req, std::string subject, std::optional<uint64_t> start_seq);
   void run(const std::function<bool()>& stopping);  // [task]
-  void close_all();                                  // [main] at stop
+  void close_all();                                 // [main] at stop
   std::size_t clients();
 
   // One SSE event frame; multi-line data becomes several data: lines.

@@ -1,11 +1,11 @@
 #include "tokens.hpp"
 
-#include <nlohmann/json.hpp>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 #include <openssl/rand.h>
 
+#include <nlohmann/json.hpp>
 #include <stdexcept>
 
 namespace kghost::streaming {
@@ -51,8 +51,10 @@ std::string base64url(std::string_view bytes) {
   out.resize(static_cast<std::size_t>(n));
   while (!out.empty() && out.back() == '=') out.pop_back();
   for (auto& c : out) {
-    if (c == '+') c = '-';
-    else if (c == '/') c = '_';
+    if (c == '+')
+      c = '-';
+    else if (c == '/')
+      c = '_';
   }
   return out;
 }
@@ -61,15 +63,19 @@ std::optional<std::string> unbase64url(std::string_view text) {
   if (text.size() % 4 == 1) return std::nullopt;
   std::string in(text);
   for (auto& c : in) {
-    if (c == '-') c = '+';
-    else if (c == '_') c = '/';
-    else if (c == '+' || c == '/' || c == '=') return std::nullopt;
+    if (c == '-')
+      c = '+';
+    else if (c == '_')
+      c = '/';
+    else if (c == '+' || c == '/' || c == '=')
+      return std::nullopt;
   }
   std::size_t pad = (4 - in.size() % 4) % 4;
   in.append(pad, '=');
   std::string out(in.size() / 4 * 3 + 1, '\0');
   int n = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(out.data()),
-                          reinterpret_cast<const unsigned char*>(in.data()), static_cast<int>(in.size()));
+                          reinterpret_cast<const unsigned char*>(in.data()),
+                          static_cast<int>(in.size()));
   if (n < 0) return std::nullopt;
   out.resize(static_cast<std::size_t>(n) - pad);
   return out;
@@ -92,8 +98,8 @@ std::string TokenSigner::mac(std::string_view payload) const {
 }
 
 std::string TokenSigner::mint(const TokenClaims& c) const {
-  nlohmann::json j = {{"v", 1},          {"t", c.tenant_id}, {"u", c.user_id},
-                      {"r", c.tier},     {"c", c.channel},   {"e", c.expires_unix_s}};
+  nlohmann::json j = {{"v", 1},      {"t", c.tenant_id}, {"u", c.user_id},
+                      {"r", c.tier}, {"c", c.channel},   {"e", c.expires_unix_s}};
   std::string payload = base64url(j.dump());
   return payload + "." + base64url(mac(payload));
 }

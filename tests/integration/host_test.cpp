@@ -1,4 +1,6 @@
 // The host core end to end: a real kghost process, real sockets, fixture plugins.
+#include "host.hpp"
+
 #include <gtest/gtest.h>
 #include <sys/resource.h>
 
@@ -6,8 +8,6 @@
 #include <csignal>
 #include <nlohmann/json.hpp>
 #include <thread>
-
-#include "host.hpp"
 
 using namespace kghost::test;
 using nlohmann::json;
@@ -59,7 +59,8 @@ TEST_F(CPluginHost, PlainCPluginServesItsRouteThroughItsFilter) {
 }
 
 TEST_F(CPluginHost, PeriodicTaskRunsAndHealthReportsIt) {
-  ASSERT_TRUE(wait_until([&] { return body_json(host_->get("/c/ticks"))["ticks"].get<int>() >= 3; }));
+  ASSERT_TRUE(
+      wait_until([&] { return body_json(host_->get("/c/ticks"))["ticks"].get<int>() >= 3; }));
   auto h = host_->get("/health");
   EXPECT_EQ(h.status, 200);
   auto j = body_json(h);
@@ -93,7 +94,8 @@ TEST_F(CPluginHost, StreamsChunkedServerSentEvents) {
 
 TEST_F(CPluginHost, RequestIdIsEchoedWhenValidAndGeneratedOtherwise) {
   EXPECT_EQ(host_->get("/c/hello", {"X-Request-Id: abc-123"}).header("x-request-id"), "abc-123");
-  auto generated = host_->get("/c/hello", {"X-Request-Id: bad id with spaces"}).header("x-request-id");
+  auto generated =
+      host_->get("/c/hello", {"X-Request-Id: bad id with spaces"}).header("x-request-id");
   EXPECT_EQ(generated.size(), 32u);
   auto err = host_->get("/nope", {"X-Request-Id: trace-me"});
   EXPECT_EQ(body_json(err)["error"]["request_id"], "trace-me");
@@ -137,8 +139,9 @@ TEST_F(CPluginHost, KeepAliveServesManyRequestsOnOneConnection) {
 // --- bad input ------------------------------------------------------------------------------
 
 TEST_F(CPluginHost, MalformedRequestGets400AndTheHostKeepsServing) {
-  for (std::string bad : {"GARBAGE\r\n\r\n", "GET / HTTP/9.9\r\n\r\n", "GET /c/hello HTTP/1.1\r\nNo colon\r\n\r\n",
-                          "GET /c/hello HTTP/1.1\r\nContent-Length: nope\r\n\r\n"}) {
+  for (std::string bad :
+       {"GARBAGE\r\n\r\n", "GET / HTTP/9.9\r\n\r\n", "GET /c/hello HTTP/1.1\r\nNo colon\r\n\r\n",
+        "GET /c/hello HTTP/1.1\r\nContent-Length: nope\r\n\r\n"}) {
     RawClient c(host_->port());
     ASSERT_TRUE(c.send(bad));
     auto r = c.read_response(std::chrono::seconds(3));
@@ -161,7 +164,8 @@ TEST_F(CPluginHost, DotDotAndNulTargetsAre400) {
 
 TEST_F(CPluginHost, OversizedHeaderSectionGets431) {
   RawClient c(host_->port());
-  ASSERT_TRUE(c.send("GET /c/hello HTTP/1.1\r\nHost: x\r\nX-Big: " + std::string(17 * 1024, 'a') + "\r\n\r\n"));
+  ASSERT_TRUE(c.send("GET /c/hello HTTP/1.1\r\nHost: x\r\nX-Big: " + std::string(17 * 1024, 'a') +
+                     "\r\n\r\n"));
   auto r = c.read_response(std::chrono::seconds(3));
   EXPECT_EQ(r.status, 431);
   EXPECT_EQ(body_json(r)["error"]["code"], "headers_too_large");
@@ -177,8 +181,9 @@ TEST_F(CPluginHost, OversizedBodyGets413BeforeTheBodyIsSent) {
   EXPECT_EQ(body_json(r)["error"]["code"], "payload_too_large");
   // A chunked body that grows past the limit is refused too.
   RawClient d(host_->port());
-  ASSERT_TRUE(d.send("POST /c/hello HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n800\r\n" +
-                     std::string(2048, 'x') + "\r\n0\r\n\r\n"));
+  ASSERT_TRUE(
+      d.send("POST /c/hello HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n800\r\n" +
+             std::string(2048, 'x') + "\r\n0\r\n\r\n"));
   EXPECT_EQ(d.read_response(std::chrono::seconds(3)).status, 413);
 }
 
@@ -251,7 +256,8 @@ TEST(IdleConnections, TenThousandIdleConnectionsDoNotSlowOthersDown) {
 TEST(FaultyPlugin, HandlerFailuresBecome500WithRequestIdAndTheHostKeepsServing) {
   KgHost host(plugin_config("faulty"));
   ASSERT_TRUE(host.wait_ready()) << host.log();
-  for (std::string path : {"/faulty/throw", "/faulty/silent", "/faulty/bad-status", "/faulty/dropped"}) {
+  for (std::string path :
+       {"/faulty/throw", "/faulty/silent", "/faulty/bad-status", "/faulty/dropped"}) {
     auto r = host.get(path, {"X-Request-Id: req-" + path.substr(8)});
     EXPECT_EQ(r.status, 500) << path;
     auto j = body_json(r);
@@ -311,11 +317,13 @@ TEST(PluginLoading, FailingCreateExits2WithThePluginsReason) {
   auto cfg = write_file(dir, "k.toml", plugin_config("failing_create"));
   auto r = run_kghost({"--config", cfg});
   EXPECT_EQ(r.exit_code, 2) << r.output;
-  EXPECT_NE(r.output.find("failed to create: the database URL is missing"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("failed to create: the database URL is missing"), std::string::npos)
+      << r.output;
 }
 
 TEST(PluginLoading, OptionalPluginThatFailsIsSkippedAndReportedUnhealthy) {
-  KgHost host(plugin_config("c_plugin") + "\n[[plugins]]\nname = \"failing_create\"\nrequired = false\n");
+  KgHost host(plugin_config("c_plugin") +
+              "\n[[plugins]]\nname = \"failing_create\"\nrequired = false\n");
   ASSERT_TRUE(host.wait_ready()) << host.log();
   auto h = host.get("/health");
   EXPECT_EQ(h.status, 503);
@@ -339,12 +347,14 @@ TEST(PluginLoading, RouteConflictBetweenPluginsExits2NamingBoth) {
 
 TEST(PluginLoading, PluginNameMustMatchTheConfig) {
   TempDir dir;
-  auto cfg = write_file(dir, "k.toml", plugin_config("c_plugin") + "\n[[plugins]]\nname = \"other\"\npath = \"" +
-                                           test_plugin_dir() + "/kg_c_plugin.so\"\n");
+  auto cfg = write_file(dir, "k.toml",
+                        plugin_config("c_plugin") + "\n[[plugins]]\nname = \"other\"\npath = \"" +
+                            test_plugin_dir() + "/kg_c_plugin.so\"\n");
   auto r = run_kghost({"--config", cfg});
   EXPECT_EQ(r.exit_code, 2) << r.output;
-  EXPECT_NE(r.output.find("declares the plugin name \"c_plugin\" but the config calls it \"other\""),
-            std::string::npos)
+  EXPECT_NE(
+      r.output.find("declares the plugin name \"c_plugin\" but the config calls it \"other\""),
+      std::string::npos)
       << r.output;
 }
 

@@ -40,8 +40,10 @@ size_t on_body(char* p, size_t s, size_t n, void* ud) {
 size_t on_header(char* p, size_t s, size_t n, void* ud) {
   std::string_view line(p, s * n);
   auto* r = static_cast<HttpResult*>(ud);
-  if (line.rfind("HTTP/", 0) == 0) r->headers.clear();  // a new response (e.g. after 100)
-  else add_header_line(*r, line);
+  if (line.rfind("HTTP/", 0) == 0)
+    r->headers.clear();  // a new response (e.g. after 100)
+  else
+    add_header_line(*r, line);
   return s * n;
 }
 
@@ -123,7 +125,8 @@ std::string RawClient::read_some(std::chrono::milliseconds timeout) {
   buffered_.clear();
   auto deadline = std::chrono::steady_clock::now() + timeout;
   while (true) {
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
     if (left.count() <= 0) break;
     pollfd p{fd_, POLLIN, 0};
     if (::poll(&p, 1, static_cast<int>(left.count())) <= 0) break;
@@ -153,7 +156,8 @@ HttpResult RawClient::read_response(std::chrono::milliseconds timeout) {
   HttpResult r;
   auto deadline = std::chrono::steady_clock::now() + timeout;
   auto fill = [&]() -> bool {
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
     if (left.count() <= 0) return false;
     pollfd p{fd_, POLLIN, 0};
     if (::poll(&p, 1, static_cast<int>(left.count())) <= 0) return false;
@@ -234,11 +238,12 @@ void KgHost::launch() {
 
 bool KgHost::wait_ready(std::chrono::milliseconds timeout) {
   return wait_until(
-      [&] {
-        if (!proc_->running()) return true;
-        return http(port_, "GET", "/health/live", {}, {}, std::chrono::milliseconds(500)).status == 200;
-      },
-      timeout, std::chrono::milliseconds(20)) &&
+             [&] {
+               if (!proc_->running()) return true;
+               return http(port_, "GET", "/health/live", {}, {}, std::chrono::milliseconds(500))
+                          .status == 200;
+             },
+             timeout, std::chrono::milliseconds(20)) &&
          proc_->running();
 }
 

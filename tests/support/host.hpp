@@ -12,7 +12,7 @@
 namespace kghost::test {
 
 struct HttpResult {
-  int status = 0;  // 0: no response (connection failed or closed)
+  int status = 0;                              // 0: no response (connection failed or closed)
   std::map<std::string, std::string> headers;  // lower-case names; repeated ones joined by ", "
   std::string body;
   std::string header(const std::string& name) const;
@@ -87,7 +87,8 @@ struct RunResult {
   int exit_code;
   std::string output;
 };
-RunResult run_kghost(const std::vector<std::string>& args, std::map<std::string, std::string> env = {},
+RunResult run_kghost(const std::vector<std::string>& args,
+                     std::map<std::string, std::string> env = {},
                      std::chrono::milliseconds timeout = std::chrono::seconds(30));
 // Writes `text` to a file in `dir` and returns its path.
 std::string write_file(const TempDir& dir, const std::string& name, const std::string& text);

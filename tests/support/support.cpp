@@ -175,9 +175,9 @@ NatsServer::NatsServer() : port_(free_port()) { start(); }
 NatsServer::~NatsServer() { kill(); }
 
 void NatsServer::start() {
-  proc_ = std::make_unique<Process>(std::vector<std::string>{
-      "nats-server", "-a", "127.0.0.1", "-p", std::to_string(port_), "-js", "-sd",
-      (dir_.path() / "js").string()});
+  proc_ = std::make_unique<Process>(std::vector<std::string>{"nats-server", "-a", "127.0.0.1", "-p",
+                                                             std::to_string(port_), "-js", "-sd",
+                                                             (dir_.path() / "js").string()});
   if (!wait_until([&] { return port_open(port_); }, 10s))
     throw std::runtime_error("nats-server did not start: " + proc_->output());
 }

@@ -17,8 +17,7 @@ namespace kghost::test {
 using namespace std::chrono_literals;
 
 // Polls `predicate` until it returns true or `timeout` passes. Never a fixed sleep.
-bool wait_until(const std::function<bool()>& predicate,
-                std::chrono::milliseconds timeout = 10s,
+bool wait_until(const std::function<bool()>& predicate, std::chrono::milliseconds timeout = 10s,
                 std::chrono::milliseconds poll = 5ms);
 
 // A loopback TCP port nobody listens on right now (bind to 0, read it back, close).

@@ -1,8 +1,8 @@
+#include "config/config.hpp"
+
 #include <gtest/gtest.h>
 
 #include <map>
-
-#include "config/config.hpp"
 
 using namespace kghost;
 
@@ -88,8 +88,9 @@ nested = { on = true, list = ["a", "${X}"] }
 }
 
 TEST(Config, EnvOverridesWin) {
-  auto c = parse("mode = \"dev\"\n[server]\nlisten = \"1.2.3.4:1\"\n",
-                 {{"KG_LISTEN", "127.0.0.1:9"}, {"KG_MODE", "production"}, {"REDIS_URL", "redis://r:1"}});
+  auto c = parse(
+      "mode = \"dev\"\n[server]\nlisten = \"1.2.3.4:1\"\n",
+      {{"KG_LISTEN", "127.0.0.1:9"}, {"KG_MODE", "production"}, {"REDIS_URL", "redis://r:1"}});
   EXPECT_EQ(c.server.listen, "127.0.0.1:9");
   EXPECT_EQ(c.mode, "production");
   EXPECT_EQ(c.store.backend, "redis");
@@ -97,12 +98,15 @@ TEST(Config, EnvOverridesWin) {
 }
 
 TEST(Config, ErrorsNameFileLineAndKey) {
-  EXPECT_EQ(error_of("[server]\nlisten = 5\n"), "test.toml:2:10: 'server.listen': expected a string");
+  EXPECT_EQ(error_of("[server]\nlisten = 5\n"),
+            "test.toml:2:10: 'server.listen': expected a string");
   auto e = error_of("[server]\nlisen = \"x\"\n");
   EXPECT_NE(e.find("test.toml:2:1: unknown key 'server.lisen'"), std::string::npos) << e;
   EXPECT_NE(e.find("listen"), std::string::npos) << e;  // lists the known keys
   e = error_of("[server]\nthreads = 1000\n");
-  EXPECT_NE(e.find("test.toml:2:11: 'server.threads': must be between 0 and 256"), std::string::npos) << e;
+  EXPECT_NE(e.find("test.toml:2:11: 'server.threads': must be between 0 and 256"),
+            std::string::npos)
+      << e;
   e = error_of("x = [1,\n");
   EXPECT_NE(e.find("test.toml:"), std::string::npos) << e;
   e = error_of("[[plugins]]\nname = \"a\"\n[[plugins]]\nname = \"a\"\n");
@@ -125,7 +129,8 @@ TEST(Config, MissingFileIsAClearError) {
     load_config_file("/nonexistent/kghost.toml", env_of({}));
     FAIL();
   } catch (const ConfigError& e) {
-    EXPECT_NE(std::string(e.what()).find("/nonexistent/kghost.toml: cannot read"), std::string::npos);
+    EXPECT_NE(std::string(e.what()).find("/nonexistent/kghost.toml: cannot read"),
+              std::string::npos);
   }
 }
 

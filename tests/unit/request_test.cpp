@@ -39,14 +39,15 @@ TEST(RequestId, AcceptsSafeIdsOnly) {
 TEST(TraceParent, ContinuesAValidTraceAndStartsOtherwise) {
   std::string in = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
   auto out = continue_traceparent(in);
-  EXPECT_EQ(out.substr(0, 36), in.substr(0, 36));  // same trace id
+  EXPECT_EQ(out.substr(0, 36), in.substr(0, 36));    // same trace id
   EXPECT_NE(out.substr(36, 16), in.substr(36, 16));  // our own span id
   EXPECT_EQ(out.substr(52), "-01");
   for (auto bad : {"", "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
                    "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01", "garbage"}) {
     auto fresh = continue_traceparent(std::string_view(bad));
     EXPECT_EQ(fresh.size(), 55u);
-    EXPECT_NE(fresh.substr(3, 32), std::string(bad).size() > 35 ? std::string(bad).substr(3, 32) : "");
+    EXPECT_NE(fresh.substr(3, 32),
+              std::string(bad).size() > 35 ? std::string(bad).substr(3, 32) : "");
   }
   EXPECT_EQ(continue_traceparent(std::nullopt).size(), 55u);
 }

@@ -200,11 +200,11 @@ typedef kg_status (*kg_bus_fn)(void* user_data, const kg_bus_event* event);
 /* Result of a store operation. Views are borrowed for the call they are passed to. */
 typedef struct kg_store_result {
   uint32_t struct_size;
-  kg_status status;  /* KG_OK, KG_ERR_NOT_FOUND (get/del of a missing key), or an error */
-  int32_t created;   /* check_and_set: 1 if this call set the key, 0 if it existed */
-  int64_t value;     /* incr: the new value */
-  int64_t ttl_ms;    /* incr/get: remaining time to live; -1 when the key has none */
-  kg_str data;       /* get: the stored bytes */
+  kg_status status; /* KG_OK, KG_ERR_NOT_FOUND (get/del of a missing key), or an error */
+  int32_t created;  /* check_and_set: 1 if this call set the key, 0 if it existed */
+  int64_t value;    /* incr: the new value */
+  int64_t ttl_ms;   /* incr/get: remaining time to live; -1 when the key has none */
+  kg_str data;      /* get: the stored bytes */
 } kg_store_result;
 
 /* Store completion. [any] Called exactly once for an operation that returned KG_PENDING. */
@@ -216,8 +216,8 @@ typedef void (*kg_append_fn)(void* user_data, kg_status status, uint64_t entry_i
 /* A durable queue entry. Borrowed for the call. */
 typedef struct kg_queue_entry {
   uint32_t struct_size;
-  uint64_t id;       /* unique in the queue, stable across restarts and retries */
-  uint32_t attempt;  /* 1 on the first delivery */
+  uint64_t id;      /* unique in the queue, stable across restarts and retries */
+  uint32_t attempt; /* 1 on the first delivery */
   kg_str data;
   kg_str last_error; /* dead letters: why the last attempt failed */
 } kg_queue_entry;
@@ -243,9 +243,9 @@ typedef uint32_t kg_route_flags;
 
 typedef struct kg_route {
   uint32_t struct_size;
-  kg_str method;  /* "GET", "POST", … */
-  kg_str path;    /* template: literal segments and "{name}" segments, e.g. "/a/{id}/b" */
-  kg_str scopes;  /* space-separated scopes all required; empty: any authenticated caller */
+  kg_str method; /* "GET", "POST", … */
+  kg_str path;   /* template: literal segments and "{name}" segments, e.g. "/a/{id}/b" */
+  kg_str scopes; /* space-separated scopes all required; empty: any authenticated caller */
   kg_route_flags flags;
   kg_handler_fn handler;
   void* user_data;
@@ -337,9 +337,9 @@ typedef struct kg_host_api {
 
   /* --- the request: [request], valid only inside the callback that got `req` ------------ */
   kg_str (*request_method)(kg_request* req);
-  kg_str (*request_path)(kg_request* req);   /* without the query */
-  kg_str (*request_query)(kg_request* req);  /* after '?', raw; may be empty */
-  kg_str (*request_route)(kg_request* req);  /* matched template; empty if none matched */
+  kg_str (*request_path)(kg_request* req);         /* without the query */
+  kg_str (*request_query)(kg_request* req);        /* after '?', raw; may be empty */
+  kg_str (*request_route)(kg_request* req);        /* matched template; empty if none matched */
   kg_str (*request_route_scopes)(kg_request* req); /* scopes the matched route requires */
   int32_t (*request_route_public)(kg_request* req);
   kg_str (*request_body)(kg_request* req);
@@ -384,8 +384,8 @@ typedef struct kg_host_api {
   /* Starts a chunked response (status, content type and headers from `head`; body ignored);
    * then return KG_PENDING. [request] on_closed may be NULL.
    * Ownership: the plugin owns the stream until stream_close, exactly once, from any thread. */
-  kg_stream* (*stream_begin)(kg_request* req, const kg_response* head, kg_stream_closed_fn on_closed,
-                             void* user_data);
+  kg_stream* (*stream_begin)(kg_request* req, const kg_response* head,
+                             kg_stream_closed_fn on_closed, void* user_data);
   /* Queues bytes on the stream. [any] Never blocks. KG_ERR_FULL when the stream's buffer is
    * over its bound (a slow client: drop data or close), KG_ERR_CLOSED when the client left. */
   kg_status (*stream_write)(kg_stream* stream, kg_str data);
@@ -399,9 +399,9 @@ typedef struct kg_host_api {
   /* The series for these label values (count must match). [any] Look it up once and keep it;
    * valid until destroy. */
   kg_series* (*metric_series)(kg_metric* metric, const kg_str* label_values, size_t count);
-  void (*series_add)(kg_series* series, double delta);      /* counters, gauges [any] */
-  void (*series_set)(kg_series* series, double value);      /* gauges [any] */
-  void (*series_observe)(kg_series* series, double value);  /* histograms [any] */
+  void (*series_add)(kg_series* series, double delta);     /* counters, gauges [any] */
+  void (*series_set)(kg_series* series, double value);     /* gauges [any] */
+  void (*series_observe)(kg_series* series, double value); /* histograms [any] */
 
   /* --- event bus (topics are dot-separated; patterns use `*` for one token, `>` for the
    * rest, like NATS subjects) ----------------------------------------------------------- */

@@ -48,7 +48,8 @@ double metric(const KgHost& h, const std::string& name) {
 // An SSE client over a raw socket; de-chunks the body and parses events.
 class Sse {
  public:
-  Sse(uint16_t port, const std::string& target, const std::vector<std::string>& headers) : c_(port) {
+  Sse(uint16_t port, const std::string& target, const std::vector<std::string>& headers)
+      : c_(port) {
     std::string req = "GET " + target + " HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n";
     for (auto& h : headers) req += h + "\r\n";
     c_.send(req + "\r\n");
@@ -72,7 +73,9 @@ class Sse {
     }
     return body_;
   }
-  std::string head() const { return head_end_ == std::string::npos ? raw_ : raw_.substr(0, head_end_); }
+  std::string head() const {
+    return head_end_ == std::string::npos ? raw_ : raw_.substr(0, head_end_);
+  }
   bool wait_for(const std::string& needle, std::chrono::milliseconds t = 10s) {
     return wait_until([&] { return pump().find(needle) != std::string::npos; }, t, 1ms);
   }
@@ -100,7 +103,8 @@ class Streaming : public ::testing::Test {
   void SetUp() override {
     host_ = std::make_unique<KgHost>(config(nats_.url()));
     ASSERT_TRUE(host_->wait_ready());
-    ASSERT_TRUE(wait_until([&] { return streaming_health(*host_).value("mode", "") == "jetstream"; }, 10s))
+    ASSERT_TRUE(
+        wait_until([&] { return streaming_health(*host_).value("mode", "") == "jetstream"; }, 10s))
         << streaming_health(*host_).dump() << host_->log();
   }
   NatsServer nats_;
@@ -115,7 +119,10 @@ TEST_F(Streaming, PublishReachesSseWithSequenceAsId) {
   ASSERT_EQ(r.status, 202) << r.body;
   uint64_t seq = body(r).value("sequence", 0ull);
   ASSERT_GT(seq, 0u);
-  ASSERT_TRUE(wait_until([&] { sse.pump(); return !sse.events().empty(); }));
+  ASSERT_TRUE(wait_until([&] {
+    sse.pump();
+    return !sse.events().empty();
+  }));
   auto ev = sse.events();
   EXPECT_EQ(ev[0].id, seq);
   EXPECT_EQ(ev[0].data, R"({"n":1})");
@@ -128,12 +135,19 @@ TEST_F(Streaming, AnotherTenantOnTheSameChannelSeesNothing) {
   Sse other(host_->port(), "/api/v1/streams/shared/events", as("t2"));
   ASSERT_TRUE(mine.wait_for(": subscribed"));
   ASSERT_TRUE(other.wait_for(": subscribed"));
-  ASSERT_EQ(host_->post("/api/v1/streams/shared/events", R"({"secret":true})", as("t1")).status, 202);
+  ASSERT_EQ(host_->post("/api/v1/streams/shared/events", R"({"secret":true})", as("t1")).status,
+            202);
   auto done = host_->post("/api/v1/streams/shared/events", R"({"for":"t2"})", as("t2"));
   ASSERT_EQ(done.status, 202);
   // t2's own event arrives, so anything of t1's would have arrived before it.
-  ASSERT_TRUE(wait_until([&] { other.pump(); return !other.events().empty(); }));
-  ASSERT_TRUE(wait_until([&] { mine.pump(); return !mine.events().empty(); }));
+  ASSERT_TRUE(wait_until([&] {
+    other.pump();
+    return !other.events().empty();
+  }));
+  ASSERT_TRUE(wait_until([&] {
+    mine.pump();
+    return !mine.events().empty();
+  }));
   auto ev = other.events();
   ASSERT_EQ(ev.size(), 1u);
   EXPECT_EQ(ev[0].data, R"({"for":"t2"})");
@@ -144,14 +158,19 @@ TEST_F(Streaming, AnotherTenantOnTheSameChannelSeesNothing) {
 TEST_F(Streaming, LastEventIdReplaysOnlyLaterEvents) {
   std::vector<uint64_t> seqs;
   for (int i = 0; i < 5; ++i) {
-    auto r = host_->post("/api/v1/streams/replay/events", "{\"i\":" + std::to_string(i) + "}", as("t1"));
+    auto r =
+        host_->post("/api/v1/streams/replay/events", "{\"i\":" + std::to_string(i) + "}", as("t1"));
     ASSERT_EQ(r.status, 202);
     seqs.push_back(body(r)["sequence"]);
   }
   // Events of another channel and tenant in between are not replayed either.
   ASSERT_EQ(host_->post("/api/v1/streams/replay/events", R"({"x":1})", as("t2")).status, 202);
-  Sse sse(host_->port(), "/api/v1/streams/replay/events", as("t1", {"Last-Event-ID: " + std::to_string(seqs[1])}));
-  ASSERT_TRUE(wait_until([&] { sse.pump(); return sse.events().size() >= 3; }));
+  Sse sse(host_->port(), "/api/v1/streams/replay/events",
+          as("t1", {"Last-Event-ID: " + std::to_string(seqs[1])}));
+  ASSERT_TRUE(wait_until([&] {
+    sse.pump();
+    return sse.events().size() >= 3;
+  }));
   auto ev = sse.events();
   ASSERT_EQ(ev.size(), 3u);
   for (int i = 0; i < 3; ++i) {
@@ -163,7 +182,8 @@ TEST_F(Streaming, LastEventIdReplaysOnlyLaterEvents) {
 }
 
 TEST_F(Streaming, BadChannelsAndBodiesAre400) {
-  for (std::string ch : std::vector<std::string>{"a.b", "%2A", "%3E", "a%20b", std::string(65, 'c')}) {
+  for (std::string ch :
+       std::vector<std::string>{"a.b", "%2A", "%3E", "a%20b", std::string(65, 'c')}) {
     auto p = host_->post("/api/v1/streams/" + ch + "/events", "{}", as("t1"));
     EXPECT_EQ(p.status, 400) << ch << " " << p.body;
     EXPECT_EQ(body(p)["error"]["code"], "bad_request");
@@ -172,33 +192,43 @@ TEST_F(Streaming, BadChannelsAndBodiesAre400) {
   }
   // An empty channel segment matches no route.
   EXPECT_NE(host_->post("/api/v1/streams//events", "{}", as("t1")).status, 202);
-  EXPECT_EQ(host_->post("/api/v1/streams/" + std::string(64, 'c') + "/events", "{}", as("t1")).status, 202);
+  EXPECT_EQ(
+      host_->post("/api/v1/streams/" + std::string(64, 'c') + "/events", "{}", as("t1")).status,
+      202);
   for (std::string b : {"", "not json", "{\"a\":", "{} trailing"}) {
     auto r = host_->post("/api/v1/streams/ok/events", b, as("t1"));
     EXPECT_EQ(r.status, 400) << b;
     EXPECT_EQ(body(r)["error"]["code"], "bad_request");
   }
   EXPECT_EQ(host_->post("/api/v1/streams/ok/events", "{}").status, 401);
-  EXPECT_EQ(host_->post("/api/v1/streams/ok/events", "{}", as("t1", {"X-Test-Scopes: read"})).status, 403);
+  EXPECT_EQ(
+      host_->post("/api/v1/streams/ok/events", "{}", as("t1", {"X-Test-Scopes: read"})).status,
+      403);
 }
 
 TEST_F(Streaming, IdempotencyKeyIsTheMsgId) {
-  auto a = host_->post("/api/v1/streams/idem/events", R"({"a":1})", as("t1", {"Idempotency-Key: k-1"}));
-  auto b = host_->post("/api/v1/streams/idem/events", R"({"a":1})", as("t1", {"Idempotency-Key: k-1"}));
+  auto a =
+      host_->post("/api/v1/streams/idem/events", R"({"a":1})", as("t1", {"Idempotency-Key: k-1"}));
+  auto b =
+      host_->post("/api/v1/streams/idem/events", R"({"a":1})", as("t1", {"Idempotency-Key: k-1"}));
   ASSERT_EQ(a.status, 202);
   ASSERT_EQ(b.status, 202);
   EXPECT_EQ(body(a)["sequence"], body(b)["sequence"]);
   EXPECT_EQ(body(b)["duplicate"], true);
   // The same key from another tenant is another event.
-  auto c = host_->post("/api/v1/streams/idem/events", R"({"a":1})", as("t2", {"Idempotency-Key: k-1"}));
+  auto c =
+      host_->post("/api/v1/streams/idem/events", R"({"a":1})", as("t2", {"Idempotency-Key: k-1"}));
   EXPECT_NE(body(c)["sequence"], body(a)["sequence"]);
 }
 
 TEST_F(Streaming, BusTopicsAreBridgedWithTheEventIdAsMsgId) {
   auto r = host_->post("/test/bus/stripe.invoice.paid", R"({"id":"evt_1"})", {"X-Event-Id: evt_1"});
   ASSERT_EQ(r.status, 200);
-  ASSERT_EQ(host_->post("/test/bus/stripe.invoice.paid", R"({"id":"evt_1"})", {"X-Event-Id: evt_1"}).status, 200);
-  ASSERT_EQ(host_->post("/test/bus/other.topic", R"({"id":"x"})", {"X-Event-Id: other"}).status, 200);
+  ASSERT_EQ(host_->post("/test/bus/stripe.invoice.paid", R"({"id":"evt_1"})", {"X-Event-Id: evt_1"})
+                .status,
+            200);
+  ASSERT_EQ(host_->post("/test/bus/other.topic", R"({"id":"x"})", {"X-Event-Id: other"}).status,
+            200);
   ASSERT_TRUE(wait_until([&] { return metric(*host_, "kgents_nats_published_total") >= 2; }));
   // Both went out with Nats-Msg-Id evt_1: JetStream kept one.
   natsConnection* nc = nullptr;
@@ -212,7 +242,8 @@ TEST_F(Streaming, BusTopicsAreBridgedWithTheEventIdAsMsgId) {
   EXPECT_EQ(si->Config->MaxAge, 0);
   jsStreamInfo_Destroy(si);
   natsMsg* m = nullptr;
-  ASSERT_EQ(js_GetLastMsg(&m, js, "KGENT_EVENTS", "kgent.stripe.invoice.paid", nullptr, nullptr), NATS_OK);
+  ASSERT_EQ(js_GetLastMsg(&m, js, "KGENT_EVENTS", "kgent.stripe.invoice.paid", nullptr, nullptr),
+            NATS_OK);
   const char* id = nullptr;
   ASSERT_EQ(natsMsgHeader_Get(m, "Nats-Msg-Id", &id), NATS_OK);
   EXPECT_STREQ(id, "evt_1");
@@ -234,7 +265,10 @@ TEST(StreamingTokens, TokenWorksForItsTenantAndChannelOnlyAndExpires) {
     Sse sse(host.port(), "/api/v1/streams/live/events?access_token=" + token, {});
     ASSERT_TRUE(sse.wait_for(": subscribed")) << sse.head();
     ASSERT_EQ(host.post("/api/v1/streams/live/events", R"({"via":"token"})", as("t1")).status, 202);
-    ASSERT_TRUE(wait_until([&] { sse.pump(); return !sse.events().empty(); }));
+    ASSERT_TRUE(wait_until([&] {
+      sse.pump();
+      return !sse.events().empty();
+    }));
     EXPECT_EQ(sse.events()[0].data, R"({"via":"token"})");
   }
   auto other_channel = host.get("/api/v1/streams/other/events?access_token=" + token);
@@ -246,12 +280,16 @@ TEST(StreamingTokens, TokenWorksForItsTenantAndChannelOnlyAndExpires) {
   EXPECT_EQ(host.log().find(token), std::string::npos);
   // Expired after its TTL.
   std::vector<int> seen;
-  ASSERT_TRUE(wait_until([&] {
-    // While valid this starts a stream that never ends: a short client timeout cuts it.
-    seen.push_back(http(host.port(), "GET", "/api/v1/streams/live/events?access_token=" + token,
-                        {}, "", 300ms).status);
-    return seen.back() == 401;
-  }, 15s, 100ms)) << ::testing::PrintToString(seen) << host.log();
+  ASSERT_TRUE(wait_until(
+      [&] {
+        // While valid this starts a stream that never ends: a short client timeout cuts it.
+        seen.push_back(http(host.port(), "GET", "/api/v1/streams/live/events?access_token=" + token,
+                            {}, "", 300ms)
+                           .status);
+        return seen.back() == 401;
+      },
+      15s, 100ms))
+      << ::testing::PrintToString(seen) << host.log();
 }
 
 TEST(StreamingFaults, NatsDownAtStartThenUp) {
@@ -268,11 +306,15 @@ TEST(StreamingFaults, NatsDownAtStartThenUp) {
   EXPECT_EQ(body(q)["queued"], true);
   EXPECT_EQ(host.get("/api/v1/streams/early/events", as("t1")).status, 503);
   nats.start();
-  ASSERT_TRUE(wait_until([&] { return streaming_health(host).value("mode", "") == "jetstream"; }, 15s))
+  ASSERT_TRUE(
+      wait_until([&] { return streaming_health(host).value("mode", "") == "jetstream"; }, 15s))
       << streaming_health(host).dump();
   ASSERT_TRUE(wait_until([&] { return metric(host, "kgents_nats_published_total") == 1; }));
   Sse sse(host.port(), "/api/v1/streams/early/events", as("t1", {"Last-Event-ID: 0"}));
-  ASSERT_TRUE(wait_until([&] { sse.pump(); return !sse.events().empty(); }));
+  ASSERT_TRUE(wait_until([&] {
+    sse.pump();
+    return !sse.events().empty();
+  }));
   EXPECT_EQ(sse.events()[0].data, R"({"early":true})");
 }
 
@@ -320,10 +362,12 @@ TEST(StreamingChaos, KillAndRestartNatsDuringPublishes) {
   for (int c = 0; c < kClients; ++c)
     clients.emplace_back([&, c] {
       for (int i = 0; i < kPerClient; ++i) {
-        auto r = http(host.port(), "POST", "/api/v1/streams/chaos" + std::to_string(c) + "/events", as("t1"),
-                      "{\"n\":" + std::to_string(i) + "}");
-        if (r.status != 202) ++failed;
-        else if (body(r).value("queued", false)) ++queued;
+        auto r = http(host.port(), "POST", "/api/v1/streams/chaos" + std::to_string(c) + "/events",
+                      as("t1"), "{\"n\":" + std::to_string(i) + "}");
+        if (r.status != 202)
+          ++failed;
+        else if (body(r).value("queued", false))
+          ++queued;
         ++sent;
       }
     });
@@ -332,17 +376,21 @@ TEST(StreamingChaos, KillAndRestartNatsDuringPublishes) {
   // Disconnected: events wait in the fallback queue (the breaker counts the acks that went
   // missing with the connection; it opens only if at least breaker_failures were in flight).
   bool saw_fallback = false;
-  EXPECT_TRUE(wait_until([&] {
-    auto h = streaming_health(host);
-    saw_fallback = saw_fallback || (h["mode"] == "fallback" && h["status"] == "degraded");
-    return saw_fallback && sent >= 2500;
-  }, 30s)) << "sent " << sent;
+  EXPECT_TRUE(wait_until(
+      [&] {
+        auto h = streaming_health(host);
+        saw_fallback = saw_fallback || (h["mode"] == "fallback" && h["status"] == "degraded");
+        return saw_fallback && sent >= 2500;
+      },
+      30s))
+      << "sent " << sent;
   EXPECT_GT(metric(host, "kgents_nats_fallback_queue_depth"), 0);
   nats.start();
   for (auto& t : clients) t.join();
   EXPECT_EQ(failed, 0);
   EXPECT_GT(queued, 0);
-  ASSERT_TRUE(wait_until([&] { return metric(host, "kgents_nats_published_total") >= kEvents; }, 30s))
+  ASSERT_TRUE(
+      wait_until([&] { return metric(host, "kgents_nats_published_total") >= kEvents; }, 30s))
       << streaming_health(host).dump();
   EXPECT_EQ(metric(host, "kgents_nats_circuit_state"), 0);
   EXPECT_EQ(metric(host, "kgents_nats_fallback_queue_depth"), 0);
@@ -401,7 +449,8 @@ TEST(StreamingChaos, FrozenNatsOpensTheBreakerThenRecovers) {
   // The first publishes wait for acks that never come: 202 queued once the breaker opens.
   std::vector<int> statuses;
   for (int i = 1; i <= 20; ++i) {
-    auto r = host.post("/api/v1/streams/frozen/events", "{\"n\":" + std::to_string(i) + "}", as("t1"));
+    auto r =
+        host.post("/api/v1/streams/frozen/events", "{\"n\":" + std::to_string(i) + "}", as("t1"));
     statuses.push_back(r.status);
     EXPECT_EQ(r.status, 202) << r.body;
   }
@@ -419,7 +468,10 @@ TEST(StreamingChaos, FrozenNatsOpensTheBreakerThenRecovers) {
   ASSERT_TRUE(wait_until([&] { return metric(host, "kgents_nats_circuit_state") == 0; }));
   EXPECT_EQ(streaming_health(host)["mode"], "jetstream");
   Sse sse(host.port(), "/api/v1/streams/frozen/events", as("t1", {"Last-Event-ID: 0"}));
-  ASSERT_TRUE(wait_until([&] { sse.pump(); return sse.events().size() >= 22; }));
+  ASSERT_TRUE(wait_until([&] {
+    sse.pump();
+    return sse.events().size() >= 22;
+  }));
   auto ev = sse.events();
   ASSERT_EQ(ev.size(), 22u);  // exactly once
   for (int i = 0; i < 22; ++i) EXPECT_EQ(ev[i].data, "{\"n\":" + std::to_string(i) + "}");

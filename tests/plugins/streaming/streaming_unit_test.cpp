@@ -49,7 +49,8 @@ TEST(Settings, EmptyServersKeyDisablesEvenWithEnv) {
 TEST(Settings, RejectsUnknownKeysAndBadValues) {
   EXPECT_THROW(parse_settings(R"({"sevrers":"x"})", ""), std::invalid_argument);
   EXPECT_THROW(parse_settings(R"({"fallback_capacity":0})", ""), std::invalid_argument);
-  EXPECT_THROW(parse_settings(R"({"duplicate_window_s":600,"max_age_s":60})", ""), std::invalid_argument);
+  EXPECT_THROW(parse_settings(R"({"duplicate_window_s":600,"max_age_s":60})", ""),
+               std::invalid_argument);
   EXPECT_THROW(parse_settings(R"({"token_secret":"short"})", ""), std::invalid_argument);
 }
 
@@ -57,7 +58,8 @@ TEST(Channels, NamesAndSubjects) {
   EXPECT_TRUE(valid_channel("orders_1-a"));
   EXPECT_TRUE(valid_channel(std::string(64, 'a')));
   EXPECT_FALSE(valid_channel(std::string(65, 'a')));
-  for (const char* bad : {"", "a.b", "*", ">", "a b", "a/b", "é"}) EXPECT_FALSE(valid_channel(bad)) << bad;
+  for (const char* bad : {"", "a.b", "*", ">", "a b", "a/b", "é"})
+    EXPECT_FALSE(valid_channel(bad)) << bad;
   EXPECT_EQ(tenant_subject("user_bob", "c1"), "kgent.tenant.user_bob.c1");
   // A tenant id can never widen or shift the subject.
   EXPECT_EQ(tenant_subject("a.b", "c"), "kgent.tenant.a%2Eb.c");

@@ -1,10 +1,10 @@
 // Test fixture for the streaming tests (independent of the auth plugin):
 //  - filter order 110: `X-Test-Tenant: t1` authenticates as tenant t1 (user u_t1, tier PRO) with
 //    scopes from `X-Test-Scopes` (default "read write");
-//  - GET /test/metrics (public): the host's Prometheus text, as an observability plugin would serve;
+//  - GET /test/metrics (public): the host's Prometheus text, as an observability plugin would
+//  serve;
 //  - POST /test/bus/{topic} (public): publishes the body on the event bus (id from X-Event-Id).
 #include <kghost/plugin.hpp>
-
 #include <string>
 
 namespace {
@@ -27,7 +27,8 @@ class TestAuth final : public kghost::sdk::Plugin {
     route({.method = "GET", .path = "/test/metrics", .is_public = true}, [this](Request& req) {
       std::string text;
       host().api()->metrics_render(
-          host().ctx(), [](void* ud, kg_str s) { static_cast<std::string*>(ud)->append(s.ptr, s.len); }, &text);
+          host().ctx(),
+          [](void* ud, kg_str s) { static_cast<std::string*>(ud)->append(s.ptr, s.len); }, &text);
       req.respond(200, text, "text/plain");
     });
     route({.method = "POST", .path = "/test/bus/{topic}", .is_public = true}, [this](Request& req) {
@@ -41,4 +42,5 @@ class TestAuth final : public kghost::sdk::Plugin {
 
 }  // namespace
 
-KGHOST_PLUGIN(TestAuth, "test_auth", "1.0.0", "streaming tests: header authenticator, metrics, bus", 0)
+KGHOST_PLUGIN(TestAuth, "test_auth", "1.0.0", "streaming tests: header authenticator, metrics, bus",
+              0)

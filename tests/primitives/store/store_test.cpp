@@ -1,5 +1,7 @@
 // The shared store: one contract suite run against the memory backend and a real redis-server,
 // then Redis faults (killed, paused, bad URL) and memory-only TTL/sweep behaviour.
+#include "store/store.hpp"
+
 #include <gtest/gtest.h>
 #include <prometheus/registry.h>
 
@@ -10,7 +12,6 @@
 #include <thread>
 
 #include "store/memory_store.hpp"
-#include "store/store.hpp"
 #include "support.hpp"
 
 namespace kghost {
@@ -85,8 +86,7 @@ class StoreContract : public ::testing::TestWithParam<std::string> {
   StoreReply get(const std::string& key) {
     return answer([&](StoreDone d) { return store_->get(key, std::move(d)); });
   }
-  StoreReply put(const std::string& key, const std::string& value,
-                 std::chrono::milliseconds ttl) {
+  StoreReply put(const std::string& key, const std::string& value, std::chrono::milliseconds ttl) {
     return answer([&](StoreDone d) { return store_->put(key, value, ttl, std::move(d)); });
   }
   StoreReply del(const std::string& key) {
@@ -349,9 +349,9 @@ TEST_F(RedisStoreFaults, StopAnswersEveryPendingCallbackOnce) {
 
 TEST(RedisStoreUrl, RejectsMalformedUrlsWithAClearMessage) {
   prometheus::Registry registry;
-  for (std::string url : {"", "localhost:6379", "http://h:1", "redis://", "redis://h:0",
-                          "redis://h:99999", "redis://h:abc", "redis://h:1/x", "redis://h:1?x=1",
-                          "rediss://h:1", "redis://[::1"}) {
+  for (std::string url :
+       {"", "localhost:6379", "http://h:1", "redis://", "redis://h:0", "redis://h:99999",
+        "redis://h:abc", "redis://h:1/x", "redis://h:1?x=1", "rediss://h:1", "redis://[::1"}) {
     try {
       make_redis_store({url}, registry);
       ADD_FAILURE() << "accepted " << url;
