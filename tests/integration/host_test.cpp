@@ -294,6 +294,28 @@ TEST(PluginLoading, WrongMajorExits2NamingPluginPathAndBothVersions) {
   EXPECT_NE(r.output.find("ABI 1.0"), std::string::npos) << r.output;
 }
 
+TEST(PluginLoading, NewerMinorIsRefusedNamingBothVersions) {
+  TempDir dir;
+  auto cfg = write_file(dir, "k.toml", plugin_config("newer_minor"));
+  auto r = run_kghost({"--config", cfg});
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("needs ABI 1.1 but this host speaks ABI 1.0"), std::string::npos)
+      << r.output;
+}
+
+TEST(PluginLoading, OlderDescriptorLoadsAndItsMissingFieldsAreNeverCalled) {
+  // Its descriptor stops before `stop` and `destroy` (junk follows): a full start and a clean
+  // SIGTERM must not call them.
+  KgHost host(plugin_config("old_descriptor"));
+  ASSERT_TRUE(host.wait_ready()) << host.log();
+  auto plugins = body_json(host.get("/health"))["plugins"];
+  EXPECT_EQ(plugins["old_descriptor"]["status"], "healthy");
+  host.process().signal(SIGTERM);
+  auto code = host.process().wait(std::chrono::seconds(20));
+  ASSERT_TRUE(code.has_value());
+  EXPECT_EQ(*code, 0) << host.log();
+}
+
 TEST(PluginLoading, MissingFileExits2) {
   TempDir dir;
   auto cfg = write_file(dir, "k.toml", plugin_config("not_there"));
