@@ -342,6 +342,7 @@ class ChunkedStream final : public StreamState, public std::enable_shared_from_t
   }
 
   void close() override {
+    notify_closed();  // the plugin is letting go: tell it now if nobody has yet
     std::lock_guard lock(mutex_);
     if (closing_) return;
     closing_ = true;
@@ -402,23 +403,32 @@ class ChunkedStream final : public StreamState, public std::enable_shared_from_t
   }
 
   void client_gone() {
-    std::function<void()> notify;
     {
       std::lock_guard lock(mutex_);
       if (gone_) return;
       gone_ = true;
       pending_.clear();
-      notify = std::move(on_closed_);
     }
     conn_->close();
-    if (notify) notify();
+    notify_closed();
+  }
+
+  // Runs on_closed at most once. Under callback_mutex_, so that a close() on another thread
+  // waits for a callback in progress: once stream_close returns, the plugin may free what the
+  // callback touches. Recursive, because the callback may itself close the stream.
+  void notify_closed() {
+    std::lock_guard lock(callback_mutex_);
+    auto fn = std::move(on_closed_);
+    on_closed_ = nullptr;
+    if (fn) fn();
   }
 
   std::shared_ptr<Connection> conn_;
   std::size_t bound_;
-  std::mutex mutex_;  // guards pending_, flags, on_closed_
+  std::mutex mutex_;  // guards pending_ and the flags
   std::string pending_;
-  std::string out_;  // being written; only touched on the connection's thread
+  std::string out_;                      // being written; only touched on the connection's thread
+  std::recursive_mutex callback_mutex_;  // guards on_closed_ and its call
   std::function<void()> on_closed_;
   bool flushing_ = false, closing_ = false, final_sent_ = false, gone_ = false;
   char scratch_[512];

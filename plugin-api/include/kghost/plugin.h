@@ -181,8 +181,11 @@ typedef void (*kg_task_fn)(void* user_data, kg_stop* stop);
 /* Health reporter. [any] Fill `out` with kg_host_api.health_set; must not block. */
 typedef void (*kg_health_fn)(void* user_data, kg_health* out);
 
-/* Called once when a stream's client goes away or the host shuts the stream down. [any]
- * After it, stream_write returns KG_ERR_CLOSED; the plugin still calls stream_close. */
+/* Called exactly once per stream: when its client goes away, when the host shuts the stream
+ * down, or — if neither happened first — from within stream_close. Never after stream_close
+ * returns, so the plugin may free what user_data points to once stream_close is back. [any]
+ * After it, stream_write returns KG_ERR_CLOSED; the plugin still calls stream_close (it may do
+ * so from inside this callback). */
 typedef void (*kg_stream_closed_fn)(void* user_data);
 
 /* An event-bus message. Borrowed for the call. */
