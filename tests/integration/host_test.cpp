@@ -283,6 +283,21 @@ TEST(FaultyPlugin, SdkDeferredAnswersAndErrorsWithHeadersArrive) {
   EXPECT_EQ(body_json(err)["error"]["request_id"], "late-1");
 }
 
+TEST(FaultyPlugin, StreamOnClosedRunsOnceWhenThePluginClosesFirst) {
+  KgHost host(plugin_config("faulty"));
+  ASSERT_TRUE(host.wait_ready()) << host.log();
+  RawClient c(host.port());
+  ASSERT_TRUE(c.send("GET /faulty/stream-closed-by-plugin HTTP/1.1\r\nHost: x\r\n\r\n"));
+  auto r = c.read_response();
+  EXPECT_EQ(r.status, 200);
+  EXPECT_EQ(r.body, "data: {}\n\n");
+  EXPECT_TRUE(c.closed_by_peer(std::chrono::seconds(5)));
+  // The client leaving afterwards must not call it a second time.
+  auto calls = body_json(host.get("/faulty/closed-calls"));
+  EXPECT_EQ(calls["closed_calls"], 1);
+  EXPECT_EQ(calls["ran_inside_close"], true);
+}
+
 TEST(PluginLoading, WrongMajorExits2NamingPluginPathAndBothVersions) {
   TempDir dir;
   auto cfg = write_file(dir, "k.toml", plugin_config("wrong_major"));
