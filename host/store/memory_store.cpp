@@ -23,13 +23,6 @@ std::size_t round_up_pow2(std::size_t n) {
   return p;
 }
 
-StoreReply error_reply(std::string reason) {
-  StoreReply r;
-  r.code = StoreCode::error;
-  r.data = std::move(reason);
-  return r;
-}
-
 }  // namespace
 
 std::string_view to_string(StoreOp op) {
@@ -182,7 +175,7 @@ StoreReply MemoryStore::do_incr(std::string_view key, int64_t delta,
       auto [p, ec] = std::from_chars(e.data.data(), end, parsed);
       if (ec != std::errc() || p != end || e.data.empty()) {
         metrics_.errors->Increment();
-        return error_reply("value is not an integer");
+        return StoreReply::error("value is not an integer");
       }
       e.num = parsed;
       e.is_int = true;
@@ -191,7 +184,7 @@ StoreReply MemoryStore::do_incr(std::string_view key, int64_t delta,
     int64_t sum = 0;
     if (__builtin_add_overflow(e.num, delta, &sum)) {
       metrics_.errors->Increment();
-      return error_reply("increment would overflow");
+      return StoreReply::error("increment would overflow");
     }
     e.num = sum;
   }

@@ -89,13 +89,6 @@ ReplyPtr command(redisContext* ctx, std::initializer_list<std::string_view> args
       redisCommandArgv(ctx, static_cast<int>(argv.size()), argv.data(), lens.data())));
 }
 
-StoreReply error_reply(std::string reason) {
-  StoreReply r;
-  r.code = StoreCode::error;
-  r.data = std::move(reason);
-  return r;
-}
-
 }  // namespace
 
 RedisEndpoint parse_redis_url(std::string_view url) {
@@ -278,7 +271,7 @@ StoreReply RedisStore::answer_from_fallback(const Request& req) {
     case StoreOp::del:
       return fallback_.do_del(req.key);
   }
-  return error_reply("unknown operation");
+  return StoreReply::error("unknown operation");
 }
 
 void RedisStore::call_done(const Request& req, const StoreReply& reply) {
@@ -497,10 +490,10 @@ StoreReply RedisStore::to_reply(const Request& req, const redisReply* r, bool& n
     std::string_view msg(r->str, r->len);
     if (msg.substr(0, 8) == "NOSCRIPT") noscript = true;
     // Redis error texts name the problem, never the stored value.
-    return error_reply(std::string(msg));
+    return StoreReply::error(std::string(msg));
   }
   StoreReply out;
-  auto unexpected = [&] { return error_reply("unexpected reply from redis"); };
+  auto unexpected = [&] { return StoreReply::error("unexpected reply from redis"); };
   switch (req.op) {
     case StoreOp::check_and_set:
       if (r->type == REDIS_REPLY_STATUS)

@@ -28,6 +28,13 @@ struct StoreReply {
   int64_t value = 0;     // incr: the new value
   int64_t ttl_ms = -1;   // incr/get: remaining time to live; -1 when the key has none
   std::string data;      // get: the stored bytes; error: a short reason (never a value)
+
+  static StoreReply error(std::string reason) {
+    StoreReply r;
+    r.code = StoreCode::error;
+    r.data = std::move(reason);
+    return r;
+  }
 };
 
 using StoreDone = std::function<void(const StoreReply&)>;
