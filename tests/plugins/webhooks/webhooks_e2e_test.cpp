@@ -92,6 +92,19 @@ json health(const KgHost& h) {
   return json::parse(h.get("/webhooks/stripe/health").body, nullptr, false);
 }
 
+const std::vector<std::string> kAdmin{"X-Test-Admin: yes"};  // the admin fixture's header
+
+// Waits until the admin listing shows `count` dead letters; returns the listing (or the last
+// answer seen, which the failing assertion prints).
+json wait_for_dead_letters(const KgHost& h, int count) {
+  json list;
+  wait_until([&] {
+    list = json::parse(h.get("/admin/webhooks/dead-letter", kAdmin).body, nullptr, false);
+    return list.is_object() && list["count"] == count;
+  });
+  return list;
+}
+
 std::string error_code(const HttpResult& r) {
   auto j = json::parse(r.body, nullptr, false);
   return j.is_object() && j.contains("error") ? j["error"].value("code", "") : "";
@@ -252,15 +265,11 @@ TEST_F(Webhooks, FailedProcessingLandsInDeadLettersAndCanBeReplayed) {
   Options o;
   o.extra = "max_attempts = 2\n";
   auto h = start(o);
-  const std::vector<std::string> admin{"X-Test-Admin: yes"};
   // Signed and well-formed enough to acknowledge, but without data.object: processing fails.
   auto body = event("evt_dead", "invoice.paid", false);
   ASSERT_EQ(h->post("/webhooks/stripe", body, signed_headers(body)).status, 200);
-  json list;
-  ASSERT_TRUE(wait_until([&] {
-    list = json::parse(h->get("/admin/webhooks/dead-letter", admin).body, nullptr, false);
-    return list.is_object() && list["count"] == 1;
-  })) << list.dump();
+  json list = wait_for_dead_letters(*h, 1);
+  ASSERT_TRUE(list.is_object() && list["count"] == 1) << list.dump();
   auto dead = list["dead_letters"][0];
   EXPECT_EQ(dead["event_id"], "evt_dead");
   EXPECT_EQ(dead["type"], "invoice.paid");
@@ -273,15 +282,15 @@ TEST_F(Webhooks, FailedProcessingLandsInDeadLettersAndCanBeReplayed) {
   EXPECT_EQ(h->get("/admin/webhooks/dead-letter").status, 401);
   const std::string replay = "/admin/webhooks/dead-letter/" + dead["id"].dump() + "/replay";
   EXPECT_EQ(h->post(replay, "").status, 401);
-  EXPECT_EQ(h->post("/admin/webhooks/dead-letter/999999/replay", "", admin).status, 404);
-  EXPECT_EQ(h->post("/admin/webhooks/dead-letter/abc/replay", "", admin).status, 404);
+  EXPECT_EQ(h->post("/admin/webhooks/dead-letter/999999/replay", "", kAdmin).status, 404);
+  EXPECT_EQ(h->post("/admin/webhooks/dead-letter/abc/replay", "", kAdmin).status, 404);
 
   // Replay: delivered again with a fresh attempt count; it still cannot be processed, so after
   // its attempts it is a dead letter again (never lost, never published).
-  auto r = h->post(replay, "", admin);
+  auto r = h->post(replay, "", kAdmin);
   ASSERT_EQ(r.status, 200) << r.body;
   ASSERT_TRUE(wait_until([&] { return health(*h)["failed"] == 2; }));
-  list = json::parse(h->get("/admin/webhooks/dead-letter", admin).body);
+  list = json::parse(h->get("/admin/webhooks/dead-letter", kAdmin).body);
   ASSERT_EQ(list["count"], 1);
   EXPECT_EQ(list["dead_letters"][0]["attempts"], 2);
   EXPECT_TRUE(deliveries(observed()).empty());
@@ -298,7 +307,6 @@ TEST_F(Webhooks, ReplayedDeadLetterIsProcessedOnceTheCauseIsGone) {
   o.redis_url = redis.url();
   o.extra = "max_attempts = 2\n";
   auto h = start(o);
-  const std::vector<std::string> admin{"X-Test-Admin: yes"};
   std::string claim_key;
   {
     // Find how the host namespaces keys: the evt mark of a first event shows it.
@@ -312,21 +320,18 @@ TEST_F(Webhooks, ReplayedDeadLetterIsProcessedOnceTheCauseIsGone) {
   redis.cli({"SET", claim_key, "1", "EX", "3600"});
   auto body = event("evt_held");
   ASSERT_EQ(h->post("/webhooks/stripe", body, signed_headers(body)).status, 200);
-  json list;
-  ASSERT_TRUE(wait_until([&] {
-    list = json::parse(h->get("/admin/webhooks/dead-letter", admin).body, nullptr, false);
-    return list.is_object() && list["count"] == 1;
-  })) << list.dump();
+  json list = wait_for_dead_letters(*h, 1);
+  ASSERT_TRUE(list.is_object() && list["count"] == 1) << list.dump();
   EXPECT_EQ(deliveries(observed())["evt_held"], 0);
   redis.cli({"DEL", claim_key});
   ASSERT_EQ(
       h->post("/admin/webhooks/dead-letter/" + list["dead_letters"][0]["id"].dump() + "/replay", "",
-              admin)
+              kAdmin)
           .status,
       200);
   ASSERT_TRUE(wait_until([&] { return deliveries(observed())["evt_held"] == 1; }));
   EXPECT_TRUE(wait_until([&] { return health(*h)["queue_depth"] == 0; }));
-  EXPECT_EQ(json::parse(h->get("/admin/webhooks/dead-letter", admin).body)["count"], 0);
+  EXPECT_EQ(json::parse(h->get("/admin/webhooks/dead-letter", kAdmin).body)["count"], 0);
   EXPECT_EQ(deliveries(observed())["evt_held"], 1);
 }
 
