@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# The image, correct by construction (no container engine runs here):
+#   1. deploy/docker/Dockerfile passes the dockerfile-utils linter;
+#   2. the runtime stage is bookworm, non-root, STOPSIGNAL SIGTERM, HEALTHCHECK on /health/live,
+#      and installs no -dev package;
+#   3. its apt package list provides every shared library that ldd reports for kghost,
+#      kghost-keys and each plugin .so of this build (mapped with dpkg -S on this machine);
+#   4. `cmake --install` (what the image copies) ships every plugin this build produced.
+# Usage: dockerfile_test.sh BUILD_DIR SOURCE_DIR        exit 77 = skipped (tool missing)
+set -euo pipefail
+build=$1 src=$2
+dockerfile=$src/deploy/docker/Dockerfile
+lint=$src/scripts/node/node_modules/.bin/dockerfile-utils
+fail=0
+bad() { echo "FAIL: $*"; fail=1; }
+
+for tool in ldd dpkg; do
+  command -v "$tool" >/dev/null || { echo "SKIP: $tool not found (a Debian machine is needed)"; exit 77; }
+done
+[ -x "$lint" ] || { echo "SKIP: $lint missing: run scripts/install-deps.sh (npm ci in scripts/node)"; exit 77; }
+
+# 1. lint
+"$lint" lint "$dockerfile" || bad "dockerfile-utils lint reports the problems above"
+
+# The runtime stage: from the last FROM to the end, continuation lines joined.
+stage=$(awk '/^FROM /{buf=""} {buf=buf $0 "\n"} END{printf "%s", buf}' "$dockerfile" |
+        sed -e ':a' -e '/\\$/N; s/\\\n/ /; ta')
+grep -q '^FROM debian:\${DEBIAN_TAG}' <<<"$stage" || bad "runtime stage is not FROM debian:\${DEBIAN_TAG}"
+grep -q '^ARG DEBIAN_TAG=bookworm' "$dockerfile" || bad "DEBIAN_TAG does not default to bookworm"
+user=$(awk '/^USER /{u=$2} END{print u}' <<<"$stage")
+[[ "$user" =~ ^[1-9][0-9]*(:[0-9]+)?$ ]] || bad "runtime USER '$user' is not a numeric non-root uid (runAsNonRoot needs one)"
+grep -q '^STOPSIGNAL SIGTERM' <<<"$stage" || bad "no STOPSIGNAL SIGTERM"
+grep -Eq '^HEALTHCHECK .*CMD .*/health/live' <<<"$stage" || bad "no HEALTHCHECK on /health/live"
+
+# Packages the runtime stage installs: the words after `apt-get install` up to `&&`.
+mapfile -t packages < <(grep -o 'apt-get install[^&]*' <<<"$stage" | sed 's/apt-get install//' |
+                        tr ' ' '\n' | grep -v '^-' | grep -v '^$' | sort -u)
+[ ${#packages[@]} -gt 0 ] || bad "the runtime stage installs no package"
+for p in "${packages[@]}"; do
+  [[ "$p" == *-dev ]] && bad "runtime stage installs the -dev package $p"
+done
+# With curl in the HEALTHCHECK, curl must be installed.
+printf '%s\n' "${packages[@]}" | grep -qx curl || bad "HEALTHCHECK uses curl but the runtime stage does not install it"
+
+# 3. every library ldd reports → its Debian package → in the list
+binaries=("$build/bin/kghost" "$build/bin/kghost-keys" "$build"/bin/plugins/*.so)
+owner() {  # owner LIB_PATH: the package that ships it (merged /usr: try both spellings)
+  local lib=$1 real cand
+  real=$(readlink -f "$lib")
+  for cand in "$lib" "$real" "/usr$lib" "/usr$real" "${lib#/usr}" "${real#/usr}"; do
+    dpkg -S "$cand" 2>/dev/null | grep -v '^diversion' | head -1 | cut -d: -f1 && return 0
+  done
+  return 1
+}
+declare -A needed=()
+for bin in "${binaries[@]}"; do
+  [ -e "$bin" ] || { bad "$bin not built"; continue; }
+  if ldd "$bin" | grep -q 'not found'; then bad "$bin: ldd reports a missing library"; fi
+  while read -r lib; do
+    pkg=$(owner "$lib") || { bad "$lib (needed by $bin) belongs to no Debian package"; continue; }
+    needed[$pkg]+="$(basename "$bin") "
+  done < <(ldd "$bin" | awk '$2 == "=>" && $3 ~ /^\// {print $3} $1 ~ /^\// {print $1}' | sort -u)
+done
+for pkg in "${!needed[@]}"; do
+  case "$pkg" in
+    libc6|libc6-*) ;;  # the dynamic loader and libc are in every Debian image, listed or not
+    *) printf '%s\n' "${packages[@]}" | grep -qx "$pkg" ||
+         bad "runtime stage lacks $pkg (needed by ${needed[$pkg]})" ;;
+  esac
+done
+echo "runtime packages: ${packages[*]}"
+echo "needed by ldd:    ${!needed[*]}"
+
+# 4. the install tree the image copies holds every plugin of the build tree
+staging=$(mktemp -d)
+trap 'rm -rf "$staging"' EXIT
+cmake --install "$build" --prefix "$staging" >/dev/null
+[ -x "$staging/bin/kghost" ] || bad "cmake --install does not install bin/kghost"
+for so in "$build"/bin/plugins/*.so; do
+  [ -e "$staging/lib/kghost/plugins/$(basename "$so")" ] ||
+    bad "$(basename "$so") is built but not installed (kg_add_plugin installs it; the image would miss it)"
+done
+
+[ $fail -eq 0 ] && echo "dockerfile: ok"
+exit $fail
