@@ -12,8 +12,9 @@ packages=(
   prometheus-cpp-dev nlohmann-json3-dev libssl-dev libgtest-dev libgmock-dev
   # real servers used by tests and benchmarks
   redis-server redis-tools nats-server wrk nginx-light curl python3 ca-certificates
-  # checkers the tests run: promtool (alert rules, metrics), kubectl (kustomize), npm validators
-  prometheus
+  # checkers the tests run: promtool (alert rules, metrics), kubectl (kustomize), npm validators,
+  # python3-yaml (reads the rendered manifests)
+  prometheus python3-yaml
 )
 
 if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi
