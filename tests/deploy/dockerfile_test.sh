@@ -44,22 +44,24 @@ printf '%s\n' "${packages[@]}" | grep -qx curl || bad "HEALTHCHECK uses curl but
 
 # 3. every library ldd reports → its Debian package → in the list
 binaries=("$build/bin/kghost" "$build/bin/kghost-keys" "$build"/bin/plugins/*.so)
-owner() {  # owner LIB_PATH: the package that ships it (merged /usr: try both spellings)
-  local lib=$1 real cand
-  real=$(readlink -f "$lib")
-  for cand in "$lib" "$real" "/usr$lib" "/usr$real" "${lib#/usr}" "${real#/usr}"; do
-    dpkg -S "$cand" 2>/dev/null | grep -v '^diversion' | head -1 | cut -d: -f1 && return 0
-  done
-  return 1
-}
-declare -A needed=()
+# Libraries per binary, then one dpkg -S for all of them (it is slow per call). Merged /usr:
+# dpkg may know a library under /lib or /usr/lib, by its link name or its real name.
+declare -A users=() owner_of=() needed=()
 for bin in "${binaries[@]}"; do
   [ -e "$bin" ] || { bad "$bin not built"; continue; }
   if ldd "$bin" | grep -q 'not found'; then bad "$bin: ldd reports a missing library"; fi
-  while read -r lib; do
-    pkg=$(owner "$lib") || { bad "$lib (needed by $bin) belongs to no Debian package"; continue; }
-    needed[$pkg]+="$(basename "$bin") "
-  done < <(ldd "$bin" | awk '$2 == "=>" && $3 ~ /^\// {print $3} $1 ~ /^\// {print $1}' | sort -u)
+  while read -r lib; do users[$lib]+="$(basename "$bin") "; done \
+    < <(ldd "$bin" | awk '$2 == "=>" && $3 ~ /^\// {print $3} $1 ~ /^\// {print $1}' | sort -u)
+done
+spellings() { local real; real=$(readlink -f "$1"); printf '%s\n' "$1" "$real" "/usr${1#/usr}" "/usr${real#/usr}" "${1#/usr}" "${real#/usr}"; }
+while IFS= read -r line; do  # "libfoo1:amd64: /usr/lib/…/libfoo.so.1"
+  owner_of[${line#*: }]=${line%%:*}
+done < <(for lib in "${!users[@]}"; do spellings "$lib"; done | sort -u | xargs dpkg -S 2>/dev/null | grep -v '^diversion')
+for lib in "${!users[@]}"; do
+  pkg=
+  while read -r cand; do pkg=${owner_of[$cand]:-}; [ -n "$pkg" ] && break; done < <(spellings "$lib")
+  if [ -z "$pkg" ]; then bad "$lib (needed by ${users[$lib]}) belongs to no Debian package"; continue; fi
+  needed[$pkg]+="${users[$lib]}"
 done
 for pkg in "${!needed[@]}"; do
   case "$pkg" in
