@@ -327,6 +327,10 @@ def check(objects):
         if not any(o["kind"] == "CronJob" and "stream backup" in json.dumps(pod_spec(o))
                    for o in objects):
             err("no CronJob runs `nats stream backup`")
+        if not any(o["kind"] == "Job" and "--replicas 3" in json.dumps(pod_spec(o))
+                   for o in objects):
+            err("no Job makes the stream R3 (the plugin creates it with one replica: one NATS"
+                " node lost would take the stream's only copy)")
     return errors
 
 
@@ -408,6 +412,7 @@ BREAKS = {
     "HPA": (lambda o: find(o, "HorizontalPodAutoscaler", "kghost")["spec"].update(
         {"maxReplicas": 3}), "must scale 2–10"),
     "no backup": (lambda o: o.remove(find(o, "CronJob", "nats")), "nats stream backup"),
+    "stream R1": (lambda o: o.remove(find(o, "Job", "nats-stream-setup")), "makes the stream R3"),
 }
 
 
