@@ -5,7 +5,9 @@
 #      and installs no -dev package;
 #   3. its apt package list provides every shared library that ldd reports for kghost,
 #      kghost-keys and each plugin .so of this build (mapped with dpkg -S on this machine);
-#   4. `cmake --install` (what the image copies) ships every plugin this build produced.
+#   4. `cmake --install` (what the image copies) ships every plugin this build produced;
+#   5. the sources the build stage COPYs are enough to configure the project (a file the build
+#      needs but the stage leaves out fails here, not in the image build).
 # Usage: dockerfile_test.sh BUILD_DIR SOURCE_DIR        exit 77 = skipped (tool missing)
 set -euo pipefail
 build=$1 src=$2
@@ -82,6 +84,27 @@ for so in "$build"/bin/plugins/*.so; do
   [ -e "$staging/lib/kghost/plugins/$(basename "$so")" ] ||
     bad "$(basename "$so") is built but not installed (kg_add_plugin installs it; the image would miss it)"
 done
+
+# 5. configure from exactly what the build stage copies (COPY SRC... DEST, relative to the root)
+context=$staging/context
+mkdir -p "$context"
+while read -r -a words; do
+  dest=${words[-1]}
+  for s in "${words[@]:1:${#words[@]}-2}"; do  # Docker's rules: a folder's content goes into
+    if [ -d "$src/$s" ]; then                    # DEST; a file into DEST/ or as DEST
+      mkdir -p "$context/$dest" && cp -r "$src/$s/." "$context/$dest"
+    elif [[ "$dest" == */ ]]; then
+      mkdir -p "$context/$dest" && cp "$src/$s" "$context/$dest"
+    else
+      mkdir -p "$(dirname "$context/$dest")" && cp "$src/$s" "$context/$dest"
+    fi
+  done
+done < <(awk '/^FROM /{n++} n==1 && /^COPY / && !/--from/' "$dockerfile")
+build_args=$(grep -o 'cmake --preset release [^&\\]*' "$dockerfile" | head -1 | sed 's/cmake --preset release//')
+# shellcheck disable=SC2086  # the flags as the Dockerfile spells them
+if ! (cd "$context" && cmake --preset release $build_args >"$staging/configure.log" 2>&1); then
+  bad "the build stage's sources do not configure:"; tail -20 "$staging/configure.log"
+fi
 
 [ $fail -eq 0 ] && echo "dockerfile: ok"
 exit $fail
