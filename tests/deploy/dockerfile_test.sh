@@ -27,6 +27,7 @@ done
 # The runtime stage: from the last FROM to the end, continuation lines joined.
 stage=$(awk '/^FROM /{buf=""} {buf=buf $0 "\n"} END{printf "%s", buf}' "$dockerfile" |
         sed -e ':a' -e '/\\$/N; s/\\\n/ /; ta')
+# shellcheck disable=SC2016  # a literal ${DEBIAN_TAG}, as the Dockerfile spells it
 grep -q '^FROM debian:\${DEBIAN_TAG}' <<<"$stage" || bad "runtime stage is not FROM debian:\${DEBIAN_TAG}"
 grep -q '^ARG DEBIAN_TAG=bookworm' "$dockerfile" || bad "DEBIAN_TAG does not default to bookworm"
 user=$(awk '/^USER /{u=$2} END{print u}' <<<"$stage")
