@@ -29,4 +29,29 @@ if [ -f "$src/deploy/prometheus/alerts.yaml" ] && ! grep -q 'name: kghost-alert-
   exit 1
 fi
 
+# Every Secret the pods reference is one docs/deploy.md tells the operator to create.
+python3 - "$work/objects.json" "$src/docs/deploy.md" <<'PY'
+import json, re, sys
+objects, doc = json.load(open(sys.argv[1])), open(sys.argv[2]).read()
+refs = set()
+def walk(v):
+    if isinstance(v, dict):
+        if "secretKeyRef" in v:
+            refs.add((v["secretKeyRef"]["name"], v["secretKeyRef"]["key"]))
+        if "secret" in v and isinstance(v["secret"], dict) and "secretName" in v["secret"]:
+            refs.add((v["secret"]["secretName"], None))
+        for x in v.values():
+            walk(x)
+    elif isinstance(v, list):
+        for x in v:
+            walk(x)
+walk([o for o in objects if o["kind"] != "Ingress"])
+missing = [f"{n}{'/' + k if k else ''}" for n, k in sorted(refs, key=str)
+           if not re.search(rf"create secret generic {re.escape(n)}\b[^\n]*(\\\n[^\n]*)*"
+                            + (rf"--from-literal={re.escape(k)}=" if k else ""), doc)]
+if missing:
+    sys.exit("FAIL: docs/deploy.md does not show how to create the Secret(s) " + ", ".join(missing))
+print(f"secrets: {len(refs)} referenced, each documented")
+PY
+
 if [ "$mode" = "--self-test" ]; then python3 "$here/k8s_policy.py" --self-test "$work/objects.json"; fi
