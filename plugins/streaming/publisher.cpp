@@ -4,9 +4,15 @@
 #include <cstdint>
 #include <vector>
 
+#include "fallback_entry.hpp"
+
 namespace kghost::streaming {
 
 using Clock = Breaker::Clock;
+
+// How long the queue's consumer waits for JetStream to ack a record's event before it asks for
+// a redelivery: short, it holds a host worker.
+constexpr auto kConsumerWait = std::chrono::milliseconds(50);
 
 namespace {
 
@@ -76,24 +82,33 @@ void Publisher::connect() {
 
 void Publisher::close() {
   std::vector<Done> dones;
-  std::size_t lost = 0;
+  std::size_t lost = 0, kept = 0;
   {
     std::lock_guard lock(mu_);
     if (closing_ && !nc_) return;
     closing_ = true;
     for (auto* q : {&in_flight_, &waiting_}) {
       for (auto& e : *q) {
-        if (!e->acked) ++lost;
+        if (e->acked || e->dropped) continue;
+        if (e->disk != Event::Disk::none) {
+          ++kept;  // an append still running answers its client "queued" when it completes
+          continue;
+        }
+        ++lost;
         if (e->done) dones.push_back(std::exchange(e->done, nullptr));
       }
       q->clear();
     }
     by_msg_.clear();
   }
+  resolved_cv_.notify_all();
   Outcome gone{Outcome::unavailable, 0, false, "the host is shutting down"};
   for (auto& d : dones) d(gone);
   if (lost)
     log_(KG_LOG_WARN, "streaming: " + std::to_string(lost) + " events not published at shutdown");
+  if (kept)
+    log_(KG_LOG_INFO, "streaming: " + std::to_string(kept) +
+                          " events stay in the durable fallback queue for the next start");
   if (nc_) natsConnection_Close(nc_);
   if (js_) jsCtx_Destroy(js_);
   if (nc_) natsConnection_Destroy(nc_);
@@ -141,15 +156,26 @@ bool Publisher::healthy_locked(Clock::time_point now) {
   return connected_ && stream_ready_ && breaker_.state(now) == Breaker::State::closed;
 }
 
+// Events may stay in memory only while NATS is healthy and no stored event is still being read
+// back; otherwise they go to the durable queue (behind everything before them).
+bool Publisher::admit_direct_locked(Clock::time_point now) {
+  return !recovering_ && healthy_locked(now);
+}
+
+std::size_t Publisher::depth_locked() const {
+  return waiting_.size() + (recovering_ ? to_recover_ - recovered_ : 0);
+}
+
 Admission Publisher::publish(std::string subject, std::string data, std::string msg_id,
                              std::string traceparent, Done done) {
   if (!enabled_) return Admission::unavailable;
-  Admission result;
+  Admission result = Admission::pending;
+  Answers answers;
   {
     std::lock_guard lock(mu_);
     if (closing_) return Admission::unavailable;
     auto now = Clock::now();
-    if (waiting_.size() >= settings_.fallback_capacity) {
+    if (depth_locked() >= settings_.fallback_capacity) {
       ++dropped_;
       metrics_.dropped.add(1);
       return Admission::overloaded;
@@ -159,17 +185,162 @@ Admission Publisher::publish(std::string subject, std::string data, std::string 
     e->data = std::move(data);
     e->msg_id = std::move(msg_id);
     e->traceparent = std::move(traceparent);
-    if (healthy_locked(now)) {
-      e->done = std::move(done);
-      result = Admission::pending;
-    } else {
-      result = Admission::queued;
+    if (!admit_direct_locked(now)) {
+      // Everything before it goes to disk first, so the queue's order is the FIFO's.
+      spill_locked(answers);
+      kg_status st = append_locked(e);
+      if (st == KG_ERR_FULL) {
+        ++dropped_;
+        metrics_.dropped.add(1);
+        result = Admission::overloaded;
+      } else if (st != KG_PENDING) {
+        result = Admission::unavailable;
+      }
     }
-    waiting_.push_back(std::move(e));
-    metrics_.queue_depth.set(static_cast<double>(waiting_.size()));
+    if (result == Admission::pending) {
+      e->done = std::move(done);
+      waiting_.push_back(std::move(e));
+      metrics_.queue_depth.set(static_cast<double>(depth_locked()));
+    }
   }
-  cv_.notify_one();
+  for (auto& [d, o] : answers) d(o);
+  if (result == Admission::pending) cv_.notify_one();
   return result;
+}
+
+// --- the durable queue ------------------------------------------------------------------------
+
+void Publisher::attach_queue(sdk::Queue queue) {
+  std::lock_guard lock(mu_);
+  queue_ = queue;
+  to_recover_ = queue_.depth();
+  recovering_ = to_recover_ > 0;
+  if (recovering_)
+    log_(KG_LOG_INFO, "streaming: " + std::to_string(to_recover_) +
+                          " events wait in the durable fallback queue from an earlier run; they "
+                          "are published first");
+  metrics_.queue_depth.set(static_cast<double>(depth_locked()));
+}
+
+kg_status Publisher::append_locked(const EventPtr& e) {
+  if (!queue_) return KG_ERR_UNAVAILABLE;
+  kg_status st =
+      queue_.append(encode_entry(e->subject, e->msg_id, e->traceparent, e->data),
+                    [this, e](kg_status status, uint64_t id) { on_appended(e, status, id); });
+  if (st == KG_PENDING) e->disk = Event::Disk::appending;
+  return st;
+}
+
+void Publisher::spill_locked(Answers& out) {
+  // False when the event could not be stored: it is answered 503 and never sent again.
+  auto store = [&](const EventPtr& e) {
+    if (e->acked || e->dropped || e->disk != Event::Disk::none) return true;
+    kg_status st = append_locked(e);
+    if (st == KG_PENDING) return true;
+    e->dropped = true;
+    if (st == KG_ERR_FULL) {
+      ++dropped_;
+      metrics_.dropped.add(1);
+    }
+    if (e->done)
+      out.emplace_back(
+          std::exchange(e->done, nullptr),
+          st == KG_ERR_FULL
+              ? Outcome{Outcome::overloaded, 0, false, "the fallback queue is full"}
+              : Outcome{Outcome::unavailable, 0, false, "the fallback queue cannot be written"});
+    return false;
+  };
+  for (auto& e : in_flight_) store(e);  // a dropped one leaves in_flight_ with its ack or resync
+  std::erase_if(waiting_, [&](const EventPtr& e) { return !store(e); });
+}
+
+void Publisher::on_appended(const EventPtr& e, kg_status status, uint64_t id) {
+  Done done;
+  Outcome outcome{Outcome::queued, 0, false, {}};
+  {
+    std::lock_guard lock(mu_);
+    if (status == KG_OK) {
+      e->disk = Event::Disk::stored;
+      e->qid = id;
+      if (e->acked || e->dropped)
+        resolved_.insert(id);  // JetStream acked it meanwhile: the record can go
+      else
+        stored_.emplace(id, e);
+      done = std::exchange(e->done, nullptr);
+    } else {
+      e->disk = Event::Disk::none;
+      if (!e->acked) {
+        e->dropped = true;
+        auto it = std::find(waiting_.begin(), waiting_.end(), e);
+        if (it != waiting_.end()) waiting_.erase(it);
+        done = std::exchange(e->done, nullptr);
+        outcome = Outcome{Outcome::unavailable, 0, false,
+                          "the fallback queue cannot be written to disk; retry later"};
+      }
+    }
+    metrics_.queue_depth.set(static_cast<double>(depth_locked()));
+  }
+  cv_.notify_one();  // the publisher may wait for this record at the head of the FIFO
+  if (done) done(outcome);
+}
+
+void Publisher::resolved_locked(Event& e) {
+  if (e.disk != Event::Disk::stored) return;  // appending: on_appended sees `acked`
+  stored_.erase(e.qid);
+  resolved_.insert(e.qid);
+  resolved_cv_.notify_all();
+}
+
+kg_status Publisher::consume(const sdk::QueueEntry& entry) {
+  std::unique_lock lock(mu_);
+  if (resolved_.erase(entry.id)) return KG_OK;
+  if (closing_) {
+    queue_.fail_reason("the host is shutting down");
+    return KG_ERR_RETRY;
+  }
+  if (stored_.count(entry.id)) {
+    if (connected_ && stream_ready_ && !recovering_) {
+      resolved_cv_.wait_for(lock, kConsumerWait,
+                            [&] { return closing_ || resolved_.count(entry.id) > 0; });
+      if (resolved_.erase(entry.id)) return KG_OK;
+    }
+    queue_.fail_reason("waiting for a JetStream ack");
+    return KG_ERR_RETRY;
+  }
+  if (!recovering_) {
+    // Appended in this run, its completion not run yet: known in a moment.
+    queue_.fail_reason("waiting for a JetStream ack");
+    return KG_ERR_RETRY;
+  }
+  // Stored by an earlier run. The queue hands those out oldest first and before anything
+  // appended since (lower ids), so they go back in front of the FIFO in order.
+  ++recovered_;
+  kg_status st = KG_ERR_RETRY;
+  if (auto rec = decode_entry(entry.data)) {
+    auto e = std::make_shared<Event>();
+    e->subject = std::move(rec->subject);
+    e->msg_id = std::move(rec->msg_id);
+    e->traceparent = std::move(rec->traceparent);
+    e->data = std::move(rec->data);
+    e->disk = Event::Disk::stored;
+    e->qid = entry.id;
+    waiting_.insert(waiting_.begin() + static_cast<std::ptrdiff_t>(recovered_front_++), e);
+    stored_.emplace(entry.id, std::move(e));
+    queue_.fail_reason("read back; waiting for a JetStream ack");
+  } else {
+    log_(KG_LOG_ERROR, "streaming: durable fallback record " + std::to_string(entry.id) +
+                           " is unreadable (unknown version or damaged); dropped");
+    st = KG_OK;
+  }
+  if (recovered_ >= to_recover_) {
+    recovering_ = false;
+    log_(KG_LOG_INFO, "streaming: read back " + std::to_string(recovered_front_) +
+                          " events from the durable fallback queue");
+  }
+  metrics_.queue_depth.set(static_cast<double>(depth_locked()));
+  lock.unlock();
+  cv_.notify_one();
+  return st;
 }
 
 // --- acks (cnats thread) ----------------------------------------------------------------------
@@ -187,6 +358,7 @@ void Publisher::on_ack(jsCtx*, natsMsg* msg, jsPubAck* pa, jsPubAckErr* pae, voi
       self->by_msg_.erase(it);
       if (pa) {
         e->acked = true;
+        if (e->disk != Event::Disk::none) self->resolved_locked(*e);
         self->breaker_.on_success();
         ++self->published_;
         self->metrics_.published.add(1);
@@ -196,6 +368,7 @@ void Publisher::on_ack(jsCtx*, natsMsg* msg, jsPubAck* pa, jsPubAckErr* pae, voi
         // JetStream refused this very message (an API error, e.g. over a limit): resending
         // cannot help. Answer it, count the failure, keep the others flowing.
         e->acked = true;  // resolved: never resent
+        self->resolved_locked(*e);
         self->breaker_.on_failure(Clock::now());
         ++self->failures_;
         outcome =
@@ -264,11 +437,6 @@ bool Publisher::ensure_stream() {
   return false;
 }
 
-void Publisher::answer_queued_locked(std::vector<Done>& out) {
-  for (auto& e : waiting_)
-    if (e->done) out.push_back(std::exchange(e->done, nullptr));
-}
-
 void Publisher::update_gauges_locked() {
   auto st = breaker_.state(Clock::now());
   if (st != last_state_) {
@@ -278,7 +446,7 @@ void Publisher::update_gauges_locked() {
     last_state_ = st;
   }
   metrics_.circuit_state.set(static_cast<double>(static_cast<int>(st)));
-  metrics_.queue_depth.set(static_cast<double>(waiting_.size()));
+  metrics_.queue_depth.set(static_cast<double>(depth_locked()));
 }
 
 void Publisher::resync(std::unique_lock<std::mutex>& lock, std::size_t failures, const char* why) {
@@ -291,7 +459,7 @@ void Publisher::resync(std::unique_lock<std::mutex>& lock, std::size_t failures,
   lock.lock();
   std::size_t moved = 0;
   for (auto it = in_flight_.rbegin(); it != in_flight_.rend(); ++it) {
-    if ((*it)->acked) continue;
+    if ((*it)->acked || (*it)->dropped) continue;
     waiting_.push_front(*it);
     ++moved;
   }
@@ -303,20 +471,22 @@ void Publisher::resync(std::unique_lock<std::mutex>& lock, std::size_t failures,
   auto now = Clock::now();
   for (std::size_t i = 0; i < failures; ++i) breaker_.on_failure(now);
   failures_ += failures;
-  std::vector<Done> dones;
-  if (!healthy_locked(now)) answer_queued_locked(dones);
+  Answers answers;
+  if (!admit_direct_locked(now)) spill_locked(answers);  // answered "queued" once on disk
   update_gauges_locked();
   if (moved)
     log_(KG_LOG_WARN, "streaming: " + std::string(why) + "; " + std::to_string(moved) +
                           " un-acked events go back to the head of the queue");
   lock.unlock();
-  for (auto& d : dones) d(Outcome{Outcome::queued, 0, false, {}});
+  for (auto& [d, o] : answers) d(o);
   lock.lock();
 }
 
 void Publisher::send_batch(std::unique_lock<std::mutex>& lock, std::size_t max) {
   std::vector<EventPtr> batch;
-  while (!waiting_.empty() && batch.size() < max) {
+  // A record still being written waits: it is sent once on disk, in its place.
+  while (!waiting_.empty() && batch.size() < max &&
+         waiting_.front()->disk != Event::Disk::appending) {
     batch.push_back(waiting_.front());
     waiting_.pop_front();
   }
@@ -368,6 +538,8 @@ void Publisher::send_batch(std::unique_lock<std::mutex>& lock, std::size_t max) 
     auto it = std::find(in_flight_.begin(), in_flight_.end(), batch[i]);
     if (it != in_flight_.end()) in_flight_.erase(it);
     if (i == sent && failed == NATS_MAX_PAYLOAD) {
+      batch[i]->acked = true;  // resolved for good: never resent
+      resolved_locked(*batch[i]);
       if (batch[i]->done) rejects.push_back(std::exchange(batch[i]->done, nullptr));
       log_(KG_LOG_WARN, "streaming: an event on " + batch[i]->subject +
                             " is over the NATS max_payload; dropped");
@@ -430,22 +602,24 @@ void Publisher::run(const std::function<bool()>& stopping) {
     }
     auto state = breaker_.state(now);
     update_gauges_locked();
-    bool healthy = healthy_locked(now);
+    bool healthy = admit_direct_locked(now);
     if (!healthy && was_healthy_) {
-      // NATS went away or the breaker opened: whoever waits for an ack is told "queued" now.
-      std::vector<Done> dones;
-      answer_queued_locked(dones);
+      // NATS went away or the breaker opened: every event not acked yet goes to disk, and
+      // whoever waits for an ack is told "queued" once it is there.
+      Answers answers;
+      spill_locked(answers);
       was_healthy_ = false;
-      if (!dones.empty()) {
+      if (!answers.empty()) {
         lock.unlock();
-        for (auto& d : dones) d(Outcome{Outcome::queued, 0, false, {}});
+        for (auto& [d, o] : answers) d(o);
         lock.lock();
         continue;
       }
     }
     was_healthy_ = healthy;
     std::size_t room = 0;
-    if (connected_ && stream_ready_ && !waiting_.empty()) {
+    if (connected_ && stream_ready_ && !recovering_ && !waiting_.empty() &&
+        waiting_.front()->disk != Event::Disk::appending) {
       if (state == Breaker::State::closed)
         room = settings_.max_in_flight > in_flight_.size()
                    ? settings_.max_in_flight - in_flight_.size()
@@ -474,7 +648,9 @@ PublisherStatus Publisher::status() {
   st.connected = connected_;
   st.stream_ready = stream_ready_;
   st.circuit = breaker_.state(Clock::now());
-  st.queue_depth = waiting_.size();
+  st.recovering = recovering_;
+  st.queue_depth = depth_locked();
+  st.stored = stored_.size();
   st.in_flight = in_flight_.size();
   st.published = published_;
   st.dropped = dropped_;

@@ -1,7 +1,8 @@
 // streaming: tenant event channels on NATS JetStream (CONTRACT §7).
 //
 //   POST /api/v1/streams/{channel}/events  (write)  JSON body -> 202 {"sequence":N} once acked,
-//                                                   202 {"queued":true} while NATS is away
+//                                                   202 {"queued":true} while NATS is away, once
+//                                                   the event is in the durable queue "fallback"
 //   GET  /api/v1/streams/{channel}/events  (read)   SSE from Last-Event-ID + 1 (or new events)
 //   POST /api/v1/streams/{channel}/token   (read)   short-lived token for browsers' EventSource
 //   filter streaming.token (order 150): GET …/events?access_token=T authenticates as the
@@ -15,6 +16,7 @@
 #include <atomic>
 #include <charconv>
 #include <chrono>
+#include <cstdint>
 #include <cstdlib>
 #include <kghost/plugin.hpp>
 #include <memory>
@@ -124,6 +126,14 @@ class Streaming final : public sdk::Plugin {
     filter("streaming.token", 150, [this](Request& req) { return token_filter(req); });
 
     if (publisher_->enabled()) {
+      // The fallback queue's records wait as long as NATS is away: never dead letters. A
+      // redelivery only asks whether JetStream acked the event meanwhile (see publisher.hpp).
+      kg_queue_options qo{};
+      qo.max_attempts = UINT32_MAX;
+      qo.retry_backoff_ms = 200;
+      queue_ = host().queue("fallback", qo);
+      if (!queue_) throw std::runtime_error("cannot open the durable queue \"fallback\"");
+      publisher_->attach_queue(queue_);
       for (auto& pattern : settings_.bridge_topics)
         subscribe(pattern, [this](std::string_view topic, std::string_view data,
                                   std::string_view id) { bridge(topic, data, id); });
@@ -145,6 +155,7 @@ class Streaming final : public sdk::Plugin {
           "streaming: no NATS server configured (servers / NATS_SERVERS); streaming is disabled");
       return;
     }
+    consume(queue_, [this](const sdk::QueueEntry& e) { return publisher_->consume(e); });
     publisher_->connect();
   }
 
@@ -182,9 +193,6 @@ class Streaming final : public sdk::Plugin {
     switch (a) {
       case Admission::pending:
         break;
-      case Admission::queued:
-        responder->complete({202, R"({"queued":true})", {}, {}});
-        break;
       case Admission::overloaded:
         req.add_header("Retry-After", "1");
         responder->error(503, "overloaded", "the fallback queue is full; retry later");
@@ -213,8 +221,10 @@ class Streaming final : public sdk::Plugin {
         return r.complete({202, R"({"queued":true})", {}, {}});
       case Outcome::rejected:
         return r.error(502, "upstream_rejected", o.reason);
+      case Outcome::overloaded:
+        return r.error(503, "overloaded", o.reason, {{"Retry-After", "1"}});
       case Outcome::unavailable:
-        return r.error(503, "unavailable", o.reason);
+        return r.error(503, "unavailable", o.reason, {{"Retry-After", "5"}});
     }
   }
 
@@ -293,6 +303,7 @@ class Streaming final : public sdk::Plugin {
     auto st = publisher_->status();
     json d = {{"circuit", Breaker::name(st.circuit)},
               {"fallback_queue_depth", st.queue_depth},
+              {"fallback_stored", st.stored},
               {"in_flight", st.in_flight},
               {"published", st.published},
               {"dropped", st.dropped},
@@ -316,6 +327,7 @@ class Streaming final : public sdk::Plugin {
   Settings settings_;
   std::unique_ptr<TokenSigner> signer_;
   std::unique_ptr<Publisher> publisher_;
+  sdk::Queue queue_;
   std::unique_ptr<SseHub> hub_;
   std::string instance_;
   std::atomic<uint64_t> next_id_{1};

@@ -18,7 +18,9 @@ namespace {
 
 std::string config(const std::string& servers, const std::string& extra = "",
                    const std::string& server_extra = "") {
-  return "plugin_dir = \"${KG_PLUGIN_DIR}\"\n[server]\nthreads = 2\n" + server_extra +
+  return "plugin_dir = \"${KG_PLUGIN_DIR}\"\ndata_dir = \"${KG_DATA_DIR}\"\n"
+         "[server]\nthreads = 2\n" +
+         server_extra +
          "\n[[plugins]]\nname = \"test_auth\"\npath = \"${KG_TEST_PLUGIN_DIR}/kg_test_auth.so\"\n"
          "[[plugins]]\nname = \"streaming\"\nrequired = false\n[plugins.config]\nservers = \"" +
          servers + "\"\nheartbeat_ms = 200\n" + extra;
