@@ -7,6 +7,7 @@
 #include <csignal>
 #include <nlohmann/json.hpp>
 #include <regex>
+#include <set>
 #include <thread>
 
 #include "host.hpp"
@@ -46,6 +47,58 @@ double metric(const KgHost& h, const std::string& name) {
   if (!std::regex_search(text, m, re)) return -1;
   return std::stod(m[2]);
 }
+
+// What JetStream holds, read straight from the stream (not through the host).
+class StreamReader {
+ public:
+  explicit StreamReader(const std::string& url) {
+    if (natsConnection_ConnectTo(&nc_, url.c_str()) != NATS_OK ||
+        natsConnection_JetStream(&js_, nc_, nullptr) != NATS_OK)
+      throw std::runtime_error("cannot connect to " + url);
+  }
+  ~StreamReader() {
+    if (js_) jsCtx_Destroy(js_);
+    if (nc_) natsConnection_Destroy(nc_);
+  }
+  StreamReader(const StreamReader&) = delete;
+  StreamReader& operator=(const StreamReader&) = delete;
+  uint64_t messages() {
+    jsStreamInfo* si = nullptr;
+    if (js_GetStreamInfo(&si, js_, "KGENT_EVENTS", nullptr, nullptr) != NATS_OK) return 0;
+    uint64_t n = si->State.Msgs;
+    jsStreamInfo_Destroy(si);
+    return n;
+  }
+  struct Message {
+    int n;  // the event's {"n":…}
+    std::string msg_id;
+  };
+  // Every message on `subject`, in stream order (stops after `expect` or 5 s of silence).
+  std::vector<Message> read(const std::string& subject, std::size_t expect) {
+    jsSubOptions so;
+    jsSubOptions_Init(&so);
+    so.Stream = "KGENT_EVENTS";
+    so.Ordered = true;
+    so.Config.DeliverPolicy = js_DeliverAll;
+    natsSubscription* sub = nullptr;
+    std::vector<Message> out;
+    if (js_SubscribeSync(&sub, js_, subject.c_str(), nullptr, &so, nullptr) != NATS_OK) return out;
+    natsMsg* m = nullptr;
+    while (out.size() < expect && natsSubscription_NextMsg(&m, sub, 5000) == NATS_OK) {
+      auto j = json::parse(std::string(natsMsg_GetData(m), natsMsg_GetDataLength(m)));
+      const char* id = nullptr;
+      natsMsgHeader_Get(m, "Nats-Msg-Id", &id);
+      out.push_back({j.value("n", -1), id ? id : ""});
+      natsMsg_Destroy(m);
+    }
+    natsSubscription_Destroy(sub);
+    return out;
+  }
+
+ private:
+  natsConnection* nc_ = nullptr;
+  jsCtx* js_ = nullptr;
+};
 
 // An SSE client over a raw socket; de-chunks the body and parses events.
 class Sse {
@@ -400,36 +453,14 @@ TEST(StreamingChaos, KillAndRestartNatsDuringPublishes) {
   EXPECT_EQ(streaming_health(host)["mode"], "jetstream");
 
   // Read every channel back straight from JetStream.
-  natsConnection* nc = nullptr;
-  ASSERT_EQ(natsConnection_ConnectTo(&nc, nats.url().c_str()), NATS_OK);
-  jsCtx* js = nullptr;
-  ASSERT_EQ(natsConnection_JetStream(&js, nc, nullptr), NATS_OK);
-  jsStreamInfo* si = nullptr;
-  ASSERT_EQ(js_GetStreamInfo(&si, js, "KGENT_EVENTS", nullptr, nullptr), NATS_OK);
-  EXPECT_EQ(si->State.Msgs, static_cast<uint64_t>(kEvents));  // nothing stored twice
-  jsStreamInfo_Destroy(si);
+  StreamReader stream(nats.url());
+  EXPECT_EQ(stream.messages(), static_cast<uint64_t>(kEvents));  // nothing stored twice
   for (int c = 0; c < kClients; ++c) {
-    jsSubOptions so;
-    jsSubOptions_Init(&so);
-    so.Stream = "KGENT_EVENTS";
-    so.Ordered = true;
-    so.Config.DeliverPolicy = js_DeliverAll;
-    natsSubscription* sub = nullptr;
     std::string subject = "kgent.tenant.t1.chaos" + std::to_string(c);
-    ASSERT_EQ(js_SubscribeSync(&sub, js, subject.c_str(), nullptr, &so, nullptr), NATS_OK);
-    std::vector<int> got;
-    natsMsg* m = nullptr;
-    while (got.size() < kPerClient && natsSubscription_NextMsg(&m, sub, 5000) == NATS_OK) {
-      auto j = json::parse(std::string(natsMsg_GetData(m), natsMsg_GetDataLength(m)));
-      got.push_back(j["n"]);
-      natsMsg_Destroy(m);
-    }
-    natsSubscription_Destroy(sub);
+    auto got = stream.read(subject, kPerClient);
     ASSERT_EQ(got.size(), static_cast<std::size_t>(kPerClient)) << subject;
-    for (int i = 0; i < kPerClient; ++i) ASSERT_EQ(got[i], i) << subject << " at position " << i;
+    for (int i = 0; i < kPerClient; ++i) ASSERT_EQ(got[i].n, i) << subject << " at position " << i;
   }
-  jsCtx_Destroy(js);
-  natsConnection_Destroy(nc);
 }
 
 // A frozen server (SIGSTOP: the connection stays up, no acks come) makes every ack time out:
@@ -477,6 +508,138 @@ TEST(StreamingChaos, FrozenNatsOpensTheBreakerThenRecovers) {
   auto ev = sse.events();
   ASSERT_EQ(ev.size(), 22u);  // exactly once
   for (int i = 0; i < 22; ++i) EXPECT_EQ(ev[i].data, "{\"n\":" + std::to_string(i) + "}");
+}
+
+}  // namespace
+
+namespace {
+
+// Durability: with NATS stopped, 2,000 events on 4 channels are answered 202 queued (each on
+// disk before its answer), the host is killed (-9) and started again while NATS is still away;
+// events posted then queue behind the stored ones. Once NATS is back, every event is in
+// JetStream exactly once (one message per Nats-Msg-Id), and in order on each channel.
+TEST(StreamingDurability, QueuedEventsSurviveKill9AndReachJetStreamOnceInOrder) {
+  constexpr int kChannels = 4, kPerChannel = 500, kAfter = 10;  // 2,000 before the kill
+  NatsServer nats;
+  nats.kill();
+  KgHost host(config(nats.url(), "fallback_capacity = 5000\nreconnect_wait_ms = 100\n"));
+  ASSERT_TRUE(host.wait_ready()) << host.log();
+
+  // One client per channel, each in order; n counts on across the restart.
+  auto post_all = [&](int from, int to) {
+    std::atomic<int> not_queued{0};
+    std::vector<std::thread> clients;
+    for (int c = 0; c < kChannels; ++c)
+      clients.emplace_back([&, c] {
+        for (int i = from; i < to; ++i) {
+          auto r =
+              http(host.port(), "POST", "/api/v1/streams/durable" + std::to_string(c) + "/events",
+                   as("t1"), "{\"n\":" + std::to_string(i) + "}");
+          if (r.status != 202 || !body(r).value("queued", false)) ++not_queued;
+        }
+      });
+    for (auto& t : clients) t.join();
+    return not_queued.load();
+  };
+  ASSERT_EQ(post_all(0, kPerChannel), 0) << host.log();
+  EXPECT_EQ(metric(host, "kgents_nats_fallback_queue_depth"), kChannels * kPerChannel);
+
+  host.restart_after_kill();
+  ASSERT_TRUE(host.wait_ready()) << host.log();
+  EXPECT_EQ(metric(host, "kgents_nats_fallback_queue_depth"), kChannels * kPerChannel)
+      << host.log();
+  ASSERT_EQ(post_all(kPerChannel, kPerChannel + kAfter), 0) << host.log();
+
+  nats.start();
+  constexpr int kTotal = kChannels * (kPerChannel + kAfter);
+  // Drained: nothing waits and nothing is in flight any more.
+  ASSERT_TRUE(wait_until(
+      [&] {
+        auto h = streaming_health(host);
+        return h.value("fallback_queue_depth", -1) == 0 && h.value("in_flight", -1) == 0;
+      },
+      30s))
+      << streaming_health(host).dump() << host.log();
+  EXPECT_EQ(metric(host, "kgents_nats_fallback_dropped_total"), 0);
+  EXPECT_NE(host.log().find("read back 2000 events"), std::string::npos) << host.log();
+
+  StreamReader stream(nats.url());
+  EXPECT_EQ(stream.messages(), static_cast<uint64_t>(kTotal));
+  std::set<std::string> ids;
+  for (int c = 0; c < kChannels; ++c) {
+    std::string subject = "kgent.tenant.t1.durable" + std::to_string(c);
+    auto got = stream.read(subject, kPerChannel + kAfter);
+    ASSERT_EQ(got.size(), static_cast<std::size_t>(kPerChannel + kAfter)) << subject;
+    for (int i = 0; i < kPerChannel + kAfter; ++i) {
+      ASSERT_EQ(got[i].n, i) << subject << " at position " << i;
+      EXPECT_FALSE(got[i].msg_id.empty());
+      ids.insert(got[i].msg_id);
+    }
+  }
+  EXPECT_EQ(ids.size(), static_cast<std::size_t>(kTotal));  // each Nats-Msg-Id once
+}
+
+// The events in flight when NATS dies go to disk too, ahead of the later ones: clients post
+// while NATS is up, NATS is killed mid-stream, every answer is 202 (a sequence or queued), then
+// the host is killed (-9) and both come back. Each channel holds exactly what was answered,
+// in order.
+TEST(StreamingDurability, EventsInFlightWhenNatsDiesAreStoredInOrder) {
+  constexpr int kClients = 4;
+  NatsServer nats;
+  KgHost host(config(nats.url(),
+                     "fallback_capacity = 50000\nack_timeout_ms = 1000\n"
+                     "reconnect_wait_ms = 100\n"));
+  ASSERT_TRUE(host.wait_ready());
+  ASSERT_TRUE(wait_until([&] { return streaming_health(host).value("mode", "") == "jetstream"; }));
+
+  std::atomic<bool> stop{false};
+  std::atomic<int> sent{0}, queued{0}, failed{0};
+  std::vector<int> answered(kClients, 0);
+  std::vector<std::thread> clients;
+  for (int c = 0; c < kClients; ++c)
+    clients.emplace_back([&, c] {
+      for (int i = 0; !stop; ++i) {
+        auto r =
+            http(host.port(), "POST", "/api/v1/streams/inflight" + std::to_string(c) + "/events",
+                 as("t1"), "{\"n\":" + std::to_string(i) + "}");
+        if (r.status != 202) {
+          ++failed;
+          return;
+        }
+        if (body(r).value("queued", false)) ++queued;
+        answered[c] = i + 1;
+        ++sent;
+      }
+    });
+  ASSERT_TRUE(wait_until([&] { return sent >= 400; }, 30s));
+  nats.kill();
+  EXPECT_TRUE(wait_until([&] { return queued >= 400; }, 30s)) << "queued " << queued;
+  stop = true;
+  for (auto& t : clients) t.join();
+  EXPECT_EQ(failed, 0);
+
+  host.restart_after_kill();
+  ASSERT_TRUE(host.wait_ready()) << host.log();
+  nats.start();
+  ASSERT_TRUE(wait_until(
+      [&] {
+        auto h = streaming_health(host);
+        return h.value("mode", "") == "jetstream" && h.value("fallback_queue_depth", -1) == 0 &&
+               h.value("in_flight", -1) == 0;
+      },
+      30s))
+      << streaming_health(host).dump() << host.log();
+
+  StreamReader stream(nats.url());
+  uint64_t total = 0;
+  for (int c = 0; c < kClients; ++c) {
+    std::string subject = "kgent.tenant.t1.inflight" + std::to_string(c);
+    auto got = stream.read(subject, static_cast<std::size_t>(answered[c]));
+    ASSERT_EQ(got.size(), static_cast<std::size_t>(answered[c])) << subject;
+    for (int i = 0; i < answered[c]; ++i) ASSERT_EQ(got[i].n, i) << subject << " at position " << i;
+    total += static_cast<uint64_t>(answered[c]);
+  }
+  EXPECT_EQ(stream.messages(), total);  // nothing stored twice
 }
 
 }  // namespace

@@ -1,7 +1,9 @@
-// Unit tests of the streaming plugin's pure parts: breaker, settings, channel names, tokens.
+// Unit tests of the streaming plugin's pure parts: breaker, settings, channel names, tokens,
+// fallback records.
 #include <gtest/gtest.h>
 
 #include "breaker.hpp"
+#include "fallback_entry.hpp"
 #include "settings.hpp"
 #include "tokens.hpp"
 
@@ -92,4 +94,35 @@ TEST(Tokens, Base64Url) {
     ASSERT_TRUE(back);
     EXPECT_EQ(*back, s);
   }
+}
+
+TEST(FallbackEntry, RoundTripsEveryFieldIncludingEmptyAndBinary) {
+  std::string data("{\"a\":1}\0\xff", 9);
+  auto rec = encode_entry("kgent.tenant.t1.c", "kg:ab:1", "", data);
+  EXPECT_EQ(static_cast<unsigned char>(rec[0]), kFallbackEntryVersion);
+  auto e = decode_entry(rec);
+  ASSERT_TRUE(e);
+  EXPECT_EQ(e->subject, "kgent.tenant.t1.c");
+  EXPECT_EQ(e->msg_id, "kg:ab:1");
+  EXPECT_EQ(e->traceparent, "");
+  EXPECT_EQ(e->data, data);
+  auto t = decode_entry(
+      encode_entry("s", "m", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", ""));
+  ASSERT_TRUE(t);
+  EXPECT_EQ(t->traceparent, "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01");
+  EXPECT_EQ(t->data, "");
+}
+
+TEST(FallbackEntry, RefusesOtherVersionsTruncationAndTrailingBytes) {
+  auto rec = encode_entry("s", "m", "t", "data");
+  EXPECT_FALSE(decode_entry(""));
+  std::string other = rec;
+  other[0] = static_cast<char>(kFallbackEntryVersion + 1);
+  EXPECT_FALSE(decode_entry(other));
+  for (std::size_t n = 0; n < rec.size(); ++n) EXPECT_FALSE(decode_entry(rec.substr(0, n))) << n;
+  EXPECT_FALSE(decode_entry(rec + "x"));
+  std::string huge = rec;
+  huge[1] = '\xff';  // the subject claims more bytes than there are
+  huge[4] = '\x7f';
+  EXPECT_FALSE(decode_entry(huge));
 }
