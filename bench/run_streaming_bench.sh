@@ -27,6 +27,7 @@ KG_PORT=$(free_port)
 cat >"$WORK/kghost.toml" <<TOML
 log_level = "warn"
 plugin_dir = "$BUILD/bin/plugins"
+data_dir = "$WORK/data"
 [server]
 threads = 2
 [[plugins]]

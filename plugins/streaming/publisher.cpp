@@ -299,7 +299,8 @@ kg_status Publisher::consume(const sdk::QueueEntry& entry) {
     return KG_ERR_RETRY;
   }
   if (stored_.count(entry.id)) {
-    if (connected_ && stream_ready_ && !recovering_) {
+    // Only while draining is its ack near; otherwise do not hold a host worker.
+    if (admit_direct_locked(Clock::now())) {
       resolved_cv_.wait_for(lock, kConsumerWait,
                             [&] { return closing_ || resolved_.count(entry.id) > 0; });
       if (resolved_.erase(entry.id)) return KG_OK;

@@ -39,10 +39,15 @@ json streaming_health(const KgHost& h) {
   return j.is_object() ? j["plugins"]["streaming"] : json();
 }
 
-// The value of an unlabelled metric in the Prometheus text; -1 when absent.
+// The value of a metric (name with its labels, if any) in the Prometheus text; -1 when absent.
 double metric(const KgHost& h, const std::string& name) {
   auto text = h.get("/test/metrics").body;
-  std::regex re("(^|\n)" + name + " ([0-9.eE+-]+)");
+  std::string quoted;  // the name may carry labels: escape the regex characters
+  for (char ch : name) {
+    if (std::string_view("{}\\.^$|()[]*+?").find(ch) != std::string_view::npos) quoted += '\\';
+    quoted += ch;
+  }
+  std::regex re("(^|\n)" + quoted + " ([0-9.eE+-]+)");
   std::smatch m;
   if (!std::regex_search(text, m, re)) return -1;
   return std::stod(m[2]);
@@ -577,6 +582,12 @@ TEST(StreamingDurability, QueuedEventsSurviveKill9AndReachJetStreamOnceInOrder) 
     }
   }
   EXPECT_EQ(ids.size(), static_cast<std::size_t>(kTotal));  // each Nats-Msg-Id once
+  // And the durable records go once published (a redelivery acks them; its backoff is at most
+  // a minute).
+  EXPECT_TRUE(wait_until(
+      [&] { return metric(host, "kgents_queue_depth{queue=\"streaming.fallback\"}") == 0; }, 65s,
+      100ms))
+      << metric(host, "kgents_queue_depth{queue=\"streaming.fallback\"}");
 }
 
 // The events in flight when NATS dies go to disk too, ahead of the later ones: clients post
