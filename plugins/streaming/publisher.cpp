@@ -198,6 +198,7 @@ Admission Publisher::publish(std::string subject, std::string data, std::string 
       }
     }
     if (result == Admission::pending) {
+      if (e->disk == Event::Disk::none) all_stored_ = false;
       e->done = std::move(done);
       waiting_.push_back(std::move(e));
       metrics_.queue_depth.set(static_cast<double>(depth_locked()));
@@ -232,6 +233,7 @@ kg_status Publisher::append_locked(const EventPtr& e) {
 }
 
 void Publisher::spill_locked(Answers& out) {
+  if (all_stored_) return;  // nothing admitted in memory since the last spill
   // False when the event could not be stored: it is answered 503 and never sent again.
   auto store = [&](const EventPtr& e) {
     if (e->acked || e->dropped || e->disk != Event::Disk::none) return true;
@@ -252,6 +254,7 @@ void Publisher::spill_locked(Answers& out) {
   };
   for (auto& e : in_flight_) store(e);  // a dropped one leaves in_flight_ with its ack or resync
   std::erase_if(waiting_, [&](const EventPtr& e) { return !store(e); });
+  all_stored_ = true;
 }
 
 void Publisher::on_appended(const EventPtr& e, kg_status status, uint64_t id) {

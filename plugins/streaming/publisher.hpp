@@ -168,6 +168,7 @@ class Publisher {
   std::unordered_map<uint64_t, EventPtr> stored_;
   std::unordered_set<uint64_t> resolved_;
   std::condition_variable resolved_cv_;
+  bool all_stored_ = true;  // every un-acked event is on disk (or dropped): spill has no work
   bool recovering_ = false;
   uint64_t to_recover_ = 0, recovered_ = 0;  // records from an earlier run: all / handed out
   std::size_t recovered_front_ = 0;          // of those, back in front of the FIFO
