@@ -304,6 +304,7 @@ class Streaming final : public sdk::Plugin {
     json d = {{"circuit", Breaker::name(st.circuit)},
               {"fallback_queue_depth", st.queue_depth},
               {"fallback_stored", st.stored},
+              {"recovering", st.recovering},
               {"in_flight", st.in_flight},
               {"published", st.published},
               {"dropped", st.dropped},
