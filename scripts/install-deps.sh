@@ -13,8 +13,10 @@ packages=(
   # real servers used by tests and benchmarks
   redis-server redis-tools nats-server wrk nginx-light curl python3 ca-certificates
   # checkers the tests run: promtool (alert rules, metrics), kubectl (kustomize), npm validators,
-  # python3-yaml (reads the rendered manifests)
+  # python3-yaml (reads the rendered manifests, the alert rules and the dashboard)
   prometheus python3-yaml
+  # bench/soak plots
+  gnuplot-nox
 )
 
 if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi
