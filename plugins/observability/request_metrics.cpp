@@ -48,14 +48,18 @@ std::string_view method_label(std::string_view method) {
 
 RequestMetrics::RequestMetrics() : slots_(new std::atomic<Series*>[kSlots]) {
   for (std::size_t i = 0; i < kSlots; ++i) slots_[i].store(nullptr, std::memory_order_relaxed);
-  overflow_ = new Series();
-  overflow_->route = kOverflowRoute;
-  overflow_->method = kOtherMethod;
+  for (std::size_t c = 0; c < overflow_.size(); ++c) {
+    overflow_[c] = new Series();
+    overflow_[c]->route = kOverflowRoute;
+    overflow_[c]->method = kOtherMethod;
+    overflow_[c]->status = static_cast<uint16_t>(c * 100);
+    overflow_[c]->status_label = c == 0 ? "other" : std::to_string(c) + "xx";
+  }
 }
 
 RequestMetrics::~RequestMetrics() {
   for (std::size_t i = 0; i < kSlots; ++i) delete slots_[i].load(std::memory_order_relaxed);
-  delete overflow_;
+  for (Series* s : overflow_) delete s;
 }
 
 RequestMetrics::Series* RequestMetrics::find_or_insert(uint64_t hash, std::string_view route,
@@ -75,17 +79,19 @@ RequestMetrics::Series* RequestMetrics::find_or_insert(uint64_t hash, std::strin
     Series* s = slots_[i].load(std::memory_order_acquire);
     if (s && matches(s)) return s;  // another thread inserted it meanwhile
     if (s) continue;
-    if (count_.load(std::memory_order_relaxed) >= kMaxSeries) return overflow_;
+    if (count_.load(std::memory_order_relaxed) >= kMaxSeries)
+      return overflow_[status >= 100 && status < 600 ? status / 100 : 0];
     auto* fresh = new Series();
     fresh->route = route;
     fresh->method = method;
     fresh->status = status;
+    fresh->status_label = std::to_string(status);
     fresh->hash = hash;
     slots_[i].store(fresh, std::memory_order_release);
     count_.fetch_add(1, std::memory_order_release);
     return fresh;
   }
-  return overflow_;
+  return overflow_[0];  // unreachable: the table is never more than kMaxSeries full
 }
 
 void RequestMetrics::record(std::string_view route, std::string_view method, uint16_t status,
@@ -116,7 +122,7 @@ void RequestMetrics::render(std::string& out) const {
   };
   for (std::size_t i = 0; i < kSlots; ++i)
     if (const Series* s = slots_[i].load(std::memory_order_acquire)) take(s);
-  take(overflow_);
+  for (const Series* s : overflow_) take(s);
   std::sort(snaps.begin(), snaps.end(), [](const Snapshot& a, const Snapshot& b) {
     if (a.s->route != b.s->route) return a.s->route < b.s->route;
     if (a.s->method != b.s->method) return a.s->method < b.s->method;
@@ -125,7 +131,7 @@ void RequestMetrics::render(std::string& out) const {
 
   auto labels = [](const Series& s) {
     return "route=\"" + escape_label(s.route) + "\",method=\"" + escape_label(s.method) +
-           "\",status=\"" + std::to_string(s.status) + "\"";
+           "\",status=\"" + s.status_label + "\"";
   };
   out +=
       "# HELP kgents_api_requests_total HTTP requests answered, by route template, method "

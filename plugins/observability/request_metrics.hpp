@@ -22,7 +22,8 @@ namespace kghost::observability {
 inline constexpr std::string_view kUnmatchedRoute = "unmatched";
 // Label value for a method outside RFC 9110's standard set: keeps `method` bounded.
 inline constexpr std::string_view kOtherMethod = "other";
-// Label values for requests past the table's capacity (never expected with templates).
+// Route label for requests past the table's capacity (never expected with templates); they
+// keep their status class ("5xx") so error-rate queries stay right.
 inline constexpr std::string_view kOverflowRoute = "overflow";
 
 // Upper bounds (seconds) of kgents_api_request_latency_seconds: 0.5 ms to 10 s.
@@ -59,6 +60,7 @@ class RequestMetrics {
     std::string route;
     std::string method;
     uint16_t status = 0;
+    std::string status_label;  // "200"; the overflow series use "2xx" (still matches 2..)
     uint64_t hash = 0;
     std::array<std::atomic<uint64_t>, kLatencyBuckets.size() + 1> buckets{};  // last: +Inf
     std::atomic<uint64_t> sum_ns{0};
@@ -69,8 +71,8 @@ class RequestMetrics {
 
   std::unique_ptr<std::atomic<Series*>[]> slots_;
   std::atomic<std::size_t> count_{0};
-  std::mutex insert_mu_;  // guards creating a Series and publishing it into a slot
-  Series* overflow_ = nullptr;
+  std::mutex insert_mu_;               // guards creating a Series and publishing it into a slot
+  std::array<Series*, 6> overflow_{};  // by status / 100 (0 for a status outside 100..599)
 };
 
 }  // namespace kghost::observability
