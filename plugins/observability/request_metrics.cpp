@@ -99,8 +99,11 @@ void RequestMetrics::record(std::string_view route, std::string_view method, uin
   if (route.empty()) route = kUnmatchedRoute;
   method = method_label(method);
   Series* s = find_or_insert(hash_of(route, method, status), route, method, status);
-  s->buckets[bucket_of(duration_ns)].fetch_add(1, std::memory_order_relaxed);
-  s->sum_ns.fetch_add(duration_ns, std::memory_order_relaxed);
+  static std::atomic<std::size_t> next_shard{0};
+  thread_local const std::size_t shard = next_shard.fetch_add(1) % kShards;
+  Shard& sh = s->shards[shard];
+  sh.buckets[bucket_of(duration_ns)].fetch_add(1, std::memory_order_relaxed);
+  sh.sum_ns.fetch_add(duration_ns, std::memory_order_relaxed);
 }
 
 void RequestMetrics::render(std::string& out) const {
@@ -113,11 +116,13 @@ void RequestMetrics::render(std::string& out) const {
   };
   std::vector<Snapshot> snaps;
   auto take = [&snaps](const Series* s) {
-    Snapshot snap{s, {}, 0, s->sum_ns.load(std::memory_order_relaxed)};
-    for (std::size_t b = 0; b < snap.buckets.size(); ++b) {
-      snap.buckets[b] = s->buckets[b].load(std::memory_order_relaxed);
-      snap.total += snap.buckets[b];
+    Snapshot snap{s, {}, 0, 0};
+    for (const Shard& sh : s->shards) {
+      snap.sum_ns += sh.sum_ns.load(std::memory_order_relaxed);
+      for (std::size_t b = 0; b < snap.buckets.size(); ++b)
+        snap.buckets[b] += sh.buckets[b].load(std::memory_order_relaxed);
     }
+    for (uint64_t n : snap.buckets) snap.total += n;
     if (snap.total > 0) snaps.push_back(snap);
   };
   for (std::size_t i = 0; i < kSlots; ++i)

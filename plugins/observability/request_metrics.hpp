@@ -5,7 +5,9 @@
 // takes a mutex per series, so two I/O threads answering the same route would serialise on it.
 // Here a series is a block of relaxed atomics found through a fixed open-addressing table whose
 // slots are published once (atomic pointer, acquire/release); only the first request of a new
-// (route, method, status) takes `insert_mu_` to create its block.
+// (route, method, status) takes `insert_mu_` to create its block. Each block is split in
+// cache-line-aligned shards, one per thread (modulo kShards), so two I/O threads answering the
+// same route do not bounce one cache line between cores; a scrape sums the shards.
 #pragma once
 
 #include <array>
@@ -56,14 +58,18 @@ class RequestMetrics {
   std::size_t series_count() const { return count_.load(std::memory_order_acquire); }
 
  private:
+  static constexpr std::size_t kShards = 4;
+  struct alignas(64) Shard {
+    std::array<std::atomic<uint64_t>, kLatencyBuckets.size() + 1> buckets{};  // last: +Inf
+    std::atomic<uint64_t> sum_ns{0};
+  };
   struct Series {
     std::string route;
     std::string method;
     uint16_t status = 0;
     std::string status_label;  // "200"; the overflow series use "2xx" (still matches 2..)
     uint64_t hash = 0;
-    std::array<std::atomic<uint64_t>, kLatencyBuckets.size() + 1> buckets{};  // last: +Inf
-    std::atomic<uint64_t> sum_ns{0};
+    std::array<Shard, kShards> shards{};
   };
 
   Series* find_or_insert(uint64_t hash, std::string_view route, std::string_view method,
