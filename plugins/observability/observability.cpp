@@ -10,6 +10,7 @@
 // SSE streams: ABI 1.0 observes a stream once, when its head is sent. The 1.1 stream-end
 // observation (bytes written, stream duration) is a second observer callback feeding a
 // StreamMetrics next to RequestMetrics; nothing else here changes.
+#include <atomic>
 #include <kghost/plugin.hpp>
 #include <nlohmann/json.hpp>
 #include <stdexcept>
@@ -66,12 +67,12 @@ class Observability final : public sdk::Plugin {
 
   void serve_metrics(Request& req) {
     std::string text;
-    text.reserve(last_size_ + 4096);
+    text.reserve(last_size_.load(std::memory_order_relaxed) + 4096);
     host().api()->metrics_render(host().ctx(), append_to, &text);
     requests_.render(text);
     render_plugin_up(health(), text);
     if (auto p = sample_self()) render_process_metrics(*p, text);
-    last_size_ = text.size();
+    last_size_.store(text.size(), std::memory_order_relaxed);
     req.respond({.status = 200, .body = std::move(text), .content_type = kMetricsContentType});
   }
 
@@ -98,7 +99,7 @@ class Observability final : public sdk::Plugin {
   Settings settings_;
   AccessSampler sampler_;
   RequestMetrics requests_;
-  std::size_t last_size_ = 0;  // a hint for the next scrape's buffer; a race only costs a realloc
+  std::atomic<std::size_t> last_size_{0};  // a hint for the next scrape's buffer size
 };
 
 }  // namespace
