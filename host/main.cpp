@@ -169,7 +169,12 @@ int main(int argc, char** argv) {
             ? kghost::load_config_file(*opts.config, env)
             : kghost::parse_config(kghost::embedded_dev_config(), "<embedded config/dev.toml>",
                                    std::filesystem::current_path(), env);
-    if (opts.listen) cfg.server.listen = *opts.listen;
+    if (opts.listen) {
+      if (!kghost::parse_listen(*opts.listen))
+        throw kghost::ConfigError("--listen \"" + *opts.listen +
+                                  "\" is not HOST:PORT with an IP address and a port 0-65535");
+      cfg.server.listen = *opts.listen;
+    }
     if (cfg.plugin_dir.empty()) cfg.plugin_dir = default_plugin_dir();
     return run(cfg, opts.check, signals);
   } catch (const kghost::ConfigError& e) {

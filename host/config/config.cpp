@@ -1,5 +1,6 @@
 #include "config/config.hpp"
 
+#include <arpa/inet.h>
 #include <toml++/toml.h>
 
 #include <cstdlib>
@@ -147,7 +148,36 @@ bool valid_plugin_name(std::string_view s) {
   return true;
 }
 
+constexpr const char* kListenHelp =
+    "is not HOST:PORT with an IP address and a port 0-65535 (e.g. \"127.0.0.1:8080\", "
+    "\"[::1]:8080\" or \":8080\" for every address)";
+
 }  // namespace
+
+std::optional<ListenAddress> parse_listen(std::string_view listen) {
+  auto colon = listen.rfind(':');
+  if (colon == std::string_view::npos) return std::nullopt;
+  ListenAddress out;
+  std::string host(listen.substr(0, colon));
+  std::string_view port = listen.substr(colon + 1);
+  if (port.empty() || port.size() > 5) return std::nullopt;
+  unsigned value = 0;
+  for (char c : port) {
+    if (c < '0' || c > '9') return std::nullopt;
+    value = value * 10 + static_cast<unsigned>(c - '0');
+  }
+  if (value > 65535) return std::nullopt;
+  out.port = static_cast<uint16_t>(value);
+  unsigned char addr[16];
+  if (host.size() > 2 && host.front() == '[' && host.back() == ']') {
+    host = host.substr(1, host.size() - 2);
+    if (inet_pton(AF_INET6, host.c_str(), addr) != 1) return std::nullopt;
+  } else if (!host.empty() && inet_pton(AF_INET, host.c_str(), addr) != 1) {
+    return std::nullopt;
+  }
+  out.host = std::move(host);
+  return out;
+}
 
 EnvLookup process_env() {
   return [](std::string_view name) -> std::optional<std::string> {
@@ -218,7 +248,11 @@ HostConfig parse_config(std::string_view text, const std::string& source,
     if (!n->is_table()) top.fail(*n, "server", "expected a table [server]");
     TableReader s(*n->as_table(), "server", source, env);
     auto& sc = cfg.server;
-    if (auto v = s.string("listen")) sc.listen = *v;
+    if (auto v = s.string("listen")) {
+      if (!parse_listen(*v))
+        s.fail(*n->as_table()->get("listen"), "listen", "\"" + *v + "\" " + kListenHelp);
+      sc.listen = *v;
+    }
     if (auto v = s.integer("threads", 0, 256)) sc.threads = static_cast<unsigned>(*v);
     if (auto v = s.integer("max_body_bytes", 1, int64_t{1} << 34)) sc.max_body_bytes = *v;
     if (auto v = s.integer("max_header_bytes", 1024, 1 << 20)) sc.max_header_bytes = *v;
@@ -227,6 +261,11 @@ HostConfig parse_config(std::string_view text, const std::string& source,
     if (auto v = s.integer("body_timeout_s", 1, 3600)) sc.body_timeout = std::chrono::seconds(*v);
     if (auto v = s.integer("idle_timeout_s", 1, 86400)) sc.idle_timeout = std::chrono::seconds(*v);
     if (auto v = s.integer("drain_timeout_s", 0, 3600)) sc.drain_timeout = std::chrono::seconds(*v);
+    if (auto v = s.integer("handler_timeout_s", 1, 86400))
+      sc.handler_timeout = std::chrono::seconds(*v);
+    if (auto v = s.integer("lingering_timeout_s", 0, 3600))
+      sc.lingering_timeout = std::chrono::seconds(*v);
+    if (auto v = s.integer("lingering_bytes", 0, int64_t{1} << 34)) sc.lingering_bytes = *v;
     if (auto v = s.integer("stream_buffer_bytes", 1024, int64_t{1} << 30))
       sc.stream_buffer_bytes = *v;
     s.reject_unknown();
@@ -275,7 +314,10 @@ HostConfig parse_config(std::string_view text, const std::string& source,
   top.reject_unknown();
 
   // Environment overrides (CONTRACT §1): they win over the file.
-  if (auto v = env("KG_LISTEN"); v && !v->empty()) cfg.server.listen = *v;
+  if (auto v = env("KG_LISTEN"); v && !v->empty()) {
+    if (!parse_listen(*v)) throw ConfigError("KG_LISTEN: \"" + *v + "\" " + kListenHelp);
+    cfg.server.listen = *v;
+  }
   if (auto v = env("KG_MODE"); v && !v->empty()) cfg.mode = *v;
   if (auto v = env("REDIS_URL"); v && !v->empty()) {
     cfg.store.redis_url = *v;

@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <filesystem>
 #include <functional>
 #include <nlohmann/json.hpp>
@@ -32,7 +33,7 @@ EnvLookup process_env();
 std::string expand_env(std::string_view text, const EnvLookup& env);
 
 struct ServerConfig {
-  std::string listen = "127.0.0.1:8080";
+  std::string listen = "127.0.0.1:8080";  // checked by parse_listen
   unsigned threads = 0;  // 0: one per core
   std::size_t max_body_bytes = 1 << 20;
   std::size_t max_header_bytes = 16 << 10;
@@ -40,8 +41,21 @@ struct ServerConfig {
   std::chrono::seconds body_timeout{10};
   std::chrono::seconds idle_timeout{60};
   std::chrono::seconds drain_timeout{30};
+  std::chrono::seconds handler_timeout{30};  // a route's timeout_ms overrides it
+  // After an answer given before the whole request was read: how long and how much input is
+  // read and discarded before the close, so the client is not reset before it reads the answer.
+  std::chrono::seconds lingering_timeout{5};
+  std::size_t lingering_bytes = 8 << 20;
   std::size_t stream_buffer_bytes = 1 << 20;
 };
+
+// A listen address split into an IP address (brackets removed; "" when HOST was empty) and port.
+struct ListenAddress {
+  std::string host;
+  uint16_t port = 0;
+};
+// Parses "HOST:PORT" (IPv4, [IPv6] or empty HOST, port 0-65535); nullopt when it is not one.
+std::optional<ListenAddress> parse_listen(std::string_view listen);
 
 struct StoreConfig {
   std::string backend = "memory";  // memory | redis

@@ -51,7 +51,8 @@ class Transport {
   virtual ~Transport() = default;
   // Runs fn on the connection's I/O thread (later, never inline). Safe from any thread.
   virtual void post(std::function<void()> fn) = 0;
-  // [request thread] Writes the response; the connection then reads the next request.
+  // [request thread] Writes the response, with X-Request-Id (the exchange's request_id) and
+  // the framing headers; the connection then reads the next request.
   virtual void send(HttpResponse&& response) = 0;
   // [request thread] Writes the head of a chunked response and hands back its stream.
   // on_closed runs once (any thread) when the client goes or the stream is aborted.

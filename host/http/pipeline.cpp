@@ -239,8 +239,8 @@ void Pipeline::complete(kg_responder* responder, HttpResponse&& response) {
 void Pipeline::finish(Exchange& ex, HttpResponse&& response) {
   if (ex.phase == Exchange::Phase::responded) return;
   ex.phase = Exchange::Phase::responded;
-  response.headers.reserve(response.headers.size() + ex.extra_headers.size() + 1);
-  response.headers.emplace_back("X-Request-Id", ex.request_id);
+  // The transport writes X-Request-Id (ex.request_id) itself, once.
+  response.headers.reserve(response.headers.size() + ex.extra_headers.size());
   for (auto& h : ex.extra_headers) response.headers.push_back(std::move(h));
   ex.extra_headers.clear();
   uint16_t status = response.status;
@@ -254,7 +254,6 @@ std::shared_ptr<StreamState> Pipeline::begin_stream(Exchange& ex, HttpResponse&&
   if (ex.phase == Exchange::Phase::responded || ex.deferred) return nullptr;
   ex.phase = Exchange::Phase::responded;
   ex.streaming = true;
-  head.headers.emplace_back("X-Request-Id", ex.request_id);
   for (auto& h : ex.extra_headers) head.headers.push_back(h);
   uint16_t status = head.status;
   auto stream = ex.transport->begin_stream(std::move(head), std::move(on_closed));

@@ -140,9 +140,14 @@ RouteMatch Router::match(std::string_view method, std::string_view path) const {
   if (!walk(walk, root_.get(), 0)) return m;
 
   auto it = found->methods.find(method);
+  if (it == found->methods.end() && method == "HEAD") it = found->methods.find("GET");
   if (it == found->methods.end()) {
     m.kind = RouteMatch::method_not_allowed;
-    for (auto& [meth, _] : found->methods) m.allow += (m.allow.empty() ? "" : ", ") + meth;
+    bool has_head = found->methods.count("HEAD") > 0;
+    for (auto& [meth, _] : found->methods) {
+      m.allow += (m.allow.empty() ? "" : ", ") + meth;
+      if (meth == "GET" && !has_head) m.allow += ", HEAD";  // the map is sorted: GET < HEAD
+    }
     return m;
   }
   m.kind = RouteMatch::found;

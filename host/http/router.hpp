@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <map>
 #include <memory>
 #include <string>
@@ -20,6 +21,7 @@ struct RouteInfo {
   bool is_public = false;
   std::string owner;  // plugin name, or "host"
   std::string summary;
+  uint32_t timeout_ms = 0;  // the handler timeout; 0: the host's server.handler_timeout_s
   std::size_t handler = 0;  // index into the caller's handler table
 };
 
@@ -42,6 +44,7 @@ class Router {
   // Returns an empty string on success, or why the route is refused (bad template, or the
   // same method and shape already registered — naming the owner of the existing route).
   std::string add(RouteInfo route);
+  // HEAD is served by the GET route when there is no HEAD route (RFC 9110 §9.1).
   RouteMatch match(std::string_view method, std::string_view path) const;
   std::vector<const RouteInfo*> routes() const;
 

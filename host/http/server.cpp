@@ -5,13 +5,17 @@
 
 #include <kghost/plugin.h>
 
+#include <algorithm>
 #include <atomic>
 #include <boost/asio.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <cstring>
 #include <mutex>
 #include <thread>
 #include <vector>
+
+#include "http/chunked.hpp"
 
 namespace kghost {
 
@@ -101,12 +105,146 @@ namespace {
 
 class ChunkedStream;
 
+// ASCII case-insensitive equality (Beast 1.74's iequals takes boost::string_view).
+bool iequals(std::string_view a, std::string_view b) {
+  auto lower = [](char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c + 32) : c; };
+  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(),
+                                            [&](char x, char y) { return lower(x) == lower(y); });
+}
+
+// Headers the response writer sets itself; a plugin's copy of one is dropped (never sent twice).
+bool writer_owned(std::string_view name) {
+  switch (name.size()) {
+    case 10:
+      return iequals(name, "Connection");
+    case 12:
+      return iequals(name, "X-Request-Id") || iequals(name, "Content-Type");
+    case 14:
+      return iequals(name, "Content-Length");
+    case 17:
+      return iequals(name, "Transfer-Encoding");
+    default:
+      return false;
+  }
+}
+
+// Writes the status line, Content-Type, X-Request-Id and the caller's headers (without a
+// final CRLF): the one place a response head is formatted.
+void write_head(std::string& out, uint16_t status, std::string_view content_type,
+                const HeaderList& headers, std::string_view request_id) {
+  out += "HTTP/1.1 ";
+  char code[4] = {static_cast<char>('0' + status / 100 % 10),
+                  static_cast<char>('0' + status / 10 % 10), static_cast<char>('0' + status % 10),
+                  ' '};
+  out.append(code, 4);
+  auto reason = http::obsolete_reason(static_cast<http::status>(status));
+  out.append(reason.data(), reason.size());
+  for (auto& [name, value] : headers) {
+    if (content_type.empty() && name.size() == 12 && iequals(name, "Content-Type"))
+      content_type = value;
+  }
+  out += "\r\nContent-Type: ";
+  out += content_type.empty() ? std::string_view("application/json") : content_type;
+  out += "\r\nX-Request-Id: ";
+  out += request_id;
+  for (auto& [name, value] : headers) {
+    if (writer_owned(name) || name.empty() ||
+        name.find_first_of(":\r\n") != std::string::npos ||
+        value.find_first_of("\r\n") != std::string::npos)
+      continue;  // never let a header split the response or repeat one of ours
+    out += "\r\n";
+    out += name;
+    out += ": ";
+    out += value;
+  }
+}
+
+// The request head checks Beast leaves to us. Returns the reason a request must be refused.
+struct Refusal {
+  uint16_t status = 0;  // 0: acceptable
+  std::string_view code;
+  std::string_view message;
+};
+
+// obs-fold (RFC 9112 §5.2): a line of the header section that starts with SP or HTAB.
+bool has_obs_fold(const char* p, std::size_t n) {
+  for (const char* end = p + n; (p = static_cast<const char*>(std::memchr(p, '\n', end - p)));) {
+    if (++p == end) break;
+    if (*p == ' ' || *p == '\t') return true;
+  }
+  return false;
+}
+
+// Host = uri-host [ ":" port ] (RFC 9110 §7.2), as characters.
+bool valid_host(std::string_view v) {
+  return std::all_of(v.begin(), v.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           std::string_view("-._~!$&'()*+,;=:[]%").find(c) != std::string_view::npos;
+  });
+}
+
+template <class Fields>
+Refusal check_host(const Fields& req, unsigned version) {
+  auto hosts = req.equal_range(http::field::host);
+  std::size_t count = 0;
+  for (auto it = hosts.first; it != hosts.second; ++it) {
+    if (++count > 1 || !valid_host({it->value().data(), it->value().size()}))
+      return {400, "bad_request", "the request needs exactly one valid Host header"};
+  }
+  if (count == 0 && version >= 11)
+    return {400, "bad_request", "an HTTP/1.1 request needs exactly one valid Host header"};
+  return {};
+}
+
+// Transfer-Encoding (RFC 9112 §6.1): only "chunked", as the final and only coding, frames a
+// body we can read; anything else would be read differently by someone, so it is refused.
+template <class Fields>
+Refusal check_transfer_encoding(const Fields& req, unsigned version, bool& chunked) {
+  chunked = false;
+  auto range = req.equal_range(http::field::transfer_encoding);
+  if (range.first == range.second) return {};
+  static constexpr Refusal kBad{400, "bad_request",
+                                "Transfer-Encoding must end with chunked, once, without "
+                                "Content-Length, in HTTP/1.1"};
+  if (version < 11 || req.count(http::field::content_length) > 0) return kBad;
+  bool unsupported = false;
+  for (auto it = range.first; it != range.second; ++it) {
+    std::string_view list(it->value().data(), it->value().size());
+    while (!list.empty()) {
+      auto comma = list.find(',');
+      std::string_view coding = list.substr(0, comma);
+      coding = coding.substr(0, coding.find(';'));
+      while (!coding.empty() && (coding.front() == ' ' || coding.front() == '\t'))
+        coding.remove_prefix(1);
+      while (!coding.empty() && (coding.back() == ' ' || coding.back() == '\t'))
+        coding.remove_suffix(1);
+      if (!coding.empty()) {
+        if (chunked) return kBad;  // a coding after chunked: the body has no end we can find
+        if (iequals(coding, "chunked"))
+          chunked = true;
+        else
+          unsupported = true;
+      }
+      list = comma == std::string_view::npos ? std::string_view() : list.substr(comma + 1);
+    }
+  }
+  if (!chunked) return kBad;
+  if (unsupported)
+    return {501, "not_implemented",
+            "only the chunked transfer coding is implemented; send the body without gzip, "
+            "deflate or other transfer codings"};
+  return {};
+}
+
 class Connection final : public Transport, public std::enable_shared_from_this<Connection> {
  public:
   Connection(Socket&& socket, HttpServer::Impl& srv) : socket_(std::move(socket)), srv_(srv) {
     ++srv_.connections;
   }
-  ~Connection() override { --srv_.connections; }
+  ~Connection() override {
+    request_done();
+    --srv_.connections;
+  }
 
   void start() {
     beast::error_code ec;
@@ -123,29 +261,32 @@ class Connection final : public Transport, public std::enable_shared_from_this<C
 
   // Deadlines are plain time points checked by the worker's sweep (every 250 ms) instead of
   // a timer armed per operation: no timer-queue or timerfd work on the request path.
+  void expire_at(Clock::time_point t) { deadline_ = t; }
   void expire_in(std::chrono::seconds d) { deadline_ = Clock::now() + d; }
   void expire_never() { deadline_ = Clock::time_point::max(); }
   bool expired(Clock::time_point now) const { return now >= deadline_; }
+  // [sweep] The deadline passed. A handler or filter that has not answered gets the client a
+  // 504 and the connection lives on; anything else closes it. True when it was closed.
+  bool on_deadline() {
+    if (current_ && current_->phase != Exchange::Phase::responded) {
+      handler_timed_out();
+      return false;
+    }
+    close();
+    return true;
+  }
+  // Waiting for the first byte of a request: a drain closes it at once.
+  bool idle() const { return idle_; }
 
   // Serialises by hand into one reused buffer: for small responses this is much cheaper than
   // Beast's serializer, and the format is fixed (status line, our headers, Content-Length).
+  // Every response, the HTTP layer's own refusals included, goes through here.
   void send(HttpResponse&& r) override {
     bool keep = current_ && current_->keep_alive() && !srv_.draining && !close_after_;
     bool head_only = current_ && current_->method() == "HEAD";
     out_.clear();
-    out_ += "HTTP/1.1 ";
-    out_ += std::to_string(r.status);
-    out_ += ' ';
-    auto reason = http::obsolete_reason(static_cast<http::status>(r.status));
-    out_.append(reason.data(), reason.size());
-    out_ += "\r\nContent-Type: ";
-    out_ += r.content_type.empty() ? std::string_view("application/json") : r.content_type;
-    for (auto& [name, value] : r.headers) {
-      out_ += "\r\n";
-      out_ += name;
-      out_ += ": ";
-      out_ += value;
-    }
+    write_head(out_, r.status, r.content_type, r.headers,
+               current_ ? std::string_view(current_->request_id) : std::string_view(reject_id_));
     out_ += "\r\nContent-Length: ";
     out_ += std::to_string(r.body.size());
     if (!keep) {
@@ -178,6 +319,8 @@ class Connection final : public Transport, public std::enable_shared_from_this<C
     beast::error_code ec;
     socket_.shutdown(tcp::socket::shutdown_send, ec);
     socket_.close(ec);
+    idle_ = false;
+    request_done();
     current_.reset();
   }
 
@@ -186,64 +329,134 @@ class Connection final : public Transport, public std::enable_shared_from_this<C
     if (srv_.draining) return close();
     parser_.emplace();
     parser_->header_limit(static_cast<std::uint32_t>(srv_.cfg.max_header_bytes));
-    parser_->body_limit(srv_.cfg.max_body_bytes);
-    parser_->eager(true);
+    parser_->body_limit(boost::none);  // the body is read below, not by Beast
+    parser_->eager(false);             // put() stops after the header section
+    chunked_.reset();
+    body_left_ = 0;
     bytes_in_ = 0;
     if (buffer_.size() > 0) {  // a pipelined request is already here
-      started_ = std::chrono::steady_clock::now();
+      begin_request();
       return parse();
     }
     // Idle keep-alive: wait for the first byte of the next request.
-    read_more(srv_.cfg.idle_timeout, true);
+    idle_ = true;
+    expire_in(srv_.cfg.idle_timeout);
+    read_more();
   }
 
-  // One read into the buffer; `first` marks the first bytes of a request, which start the
-  // header deadline. The header section has one deadline from its first byte; a body gets a
-  // fresh one per read, so only a gap longer than body_timeout closes the connection.
+  // From its first byte a request is in flight: a drain waits for it.
+  void begin_request() {
+    idle_ = false;
+    started_ = Clock::now();
+    expire_in(srv_.cfg.header_timeout);  // one deadline for the whole header section
+    if (!counted_) {
+      counted_ = true;
+      ++srv_.in_flight;
+    }
+  }
+
   // Waits for readability, then reads without blocking: unlike async_read_some, no
-  // speculative recv that fails with EAGAIN on every keep-alive request.
-  void read_more(std::chrono::seconds timeout, bool first = false) {
-    if (first || parser_->is_header_done()) expire_in(timeout);
-    socket_.async_wait(
-        tcp::socket::wait_read, [self = shared_from_this(), first, timeout](beast::error_code ec) {
-          if (ec) return self->close();
-          std::size_t n = self->socket_.read_some(self->buffer_.prepare(16 * 1024), ec);
-          if (ec == net::error::would_block || ec == net::error::try_again)
-            return self->read_more(timeout, false);
-          if (ec) return self->close();
-          self->buffer_.commit(n);
-          if (first) {
-            self->started_ = std::chrono::steady_clock::now();
-            self->expire_in(self->srv_.cfg.header_timeout);
-          }
-          self->parse();
-        });
+  // speculative recv that fails with EAGAIN on every keep-alive request. Callers set the
+  // deadline: the header section has one from its first byte, a body one per read.
+  void read_more() {
+    socket_.async_wait(tcp::socket::wait_read, [self = shared_from_this()](beast::error_code ec) {
+      if (ec) return self->close();
+      std::size_t n = self->socket_.read_some(self->buffer_.prepare(16 * 1024), ec);
+      if (ec == net::error::would_block || ec == net::error::try_again) return self->read_more();
+      if (ec) return self->close();
+      self->buffer_.commit(n);
+      if (self->idle_) self->begin_request();
+      self->parse();
+    });
   }
 
-  // Feeds what is buffered to the parser; dispatches a complete request, else reads more.
+  // Beast parses the header section (bounded by header_limit); the body is ours to read.
   void parse() {
+    if (parser_->is_header_done()) return read_body();
     beast::error_code ec;
-    bool header_was_done = parser_->is_header_done();
-    while (buffer_.size() > 0 && !parser_->is_done()) {
-      std::size_t n = parser_->put(buffer_.data(), ec);
+    std::size_t n = parser_->put(buffer_.data(), ec);
+    if (ec == http::error::need_more) return read_more();
+    if (ec) return on_read_error(ec);
+    if (!parser_->is_header_done()) {  // defensive: Beast consumed part of it
       buffer_.consume(n);
       bytes_in_ += n;
-      if (ec == http::error::need_more) {
-        ec = {};
-        break;
-      }
-      if (ec) return on_read_error(ec);
-      if (n == 0) break;
+      return buffer_.size() > 0 ? parse() : read_more();
     }
-    if (!header_was_done && parser_->is_header_done()) {
-      if (auto len = parser_->content_length(); len && *len > srv_.cfg.max_body_bytes) {
-        return reject(413, "payload_too_large",
-                      "the body is larger than the limit of " +
-                          std::to_string(srv_.cfg.max_body_bytes) + " bytes");
-      }
+    bool folded = has_obs_fold(static_cast<const char*>(buffer_.data().data()), n);
+    buffer_.consume(n);
+    bytes_in_ += n;
+    if (folded)
+      return reject(400, "bad_request",
+                    "obsolete line folding (a header line starting with a space or tab) is not "
+                    "accepted");
+    auto& req = parser_->get();
+    Refusal refusal = check_host(req, req.version());
+    bool chunked = false;
+    if (!refusal.status) refusal = check_transfer_encoding(req, req.version(), chunked);
+    if (refusal.status) return reject(refusal.status, refusal.code, std::string(refusal.message));
+    if (chunked) {
+      chunked_.emplace(srv_.cfg.max_body_bytes, srv_.cfg.max_header_bytes);
+    } else if (auto len = parser_->content_length()) {
+      if (*len > srv_.cfg.max_body_bytes) return reject_too_large();
+      body_left_ = *len;
+      req.body().reserve(std::min<std::size_t>(body_left_, 64 * 1024));
     }
-    if (parser_->is_done()) return dispatch();
-    read_more(parser_->is_header_done() ? srv_.cfg.body_timeout : srv_.cfg.header_timeout);
+    if ((chunked_ || body_left_ > 0) && buffer_.size() == 0 && req.version() >= 11) {
+      auto expect = req.find(http::field::expect);
+      if (expect != req.end() && beast::iequals(expect->value(), "100-continue"))
+        return send_continue();
+    }
+    read_body();
+  }
+
+  // The client waits for this before it sends the body (RFC 9110 §10.1.1).
+  void send_continue() {
+    static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
+    net::async_write(socket_, net::buffer(kContinue.data(), kContinue.size()),
+                     [self = shared_from_this()](beast::error_code ec, std::size_t) {
+                       if (ec) return self->close();
+                       self->read_body();
+                     });
+  }
+
+  // Moves body bytes from the read buffer into the request; dispatches once it is complete.
+  void read_body() {
+    auto& body = parser_->get().body();
+    auto data = buffer_.data();
+    const char* p = static_cast<const char*>(data.data());
+    if (chunked_) {
+      std::size_t used = 0;
+      auto result = chunked_->feed(p, data.size(), body, used);
+      buffer_.consume(used);
+      bytes_in_ += used;
+      switch (result) {
+        case ChunkedDecoder::Result::done:
+          return dispatch();
+        case ChunkedDecoder::Result::more:
+          break;
+        case ChunkedDecoder::Result::body_too_large:
+          return reject_too_large();
+        case ChunkedDecoder::Result::framing_too_large:
+          return reject(431, "headers_too_large",
+                        "chunk extensions and trailers are larger than " +
+                            std::to_string(srv_.cfg.max_header_bytes) + " bytes");
+        case ChunkedDecoder::Result::line_too_long:
+          return reject(400, "bad_request",
+                        "a chunk-size line is longer than " +
+                            std::to_string(ChunkedDecoder::kMaxLine) + " bytes");
+        case ChunkedDecoder::Result::bad_framing:
+          return reject(400, "bad_request", "malformed chunked body");
+      }
+    } else {
+      std::size_t take = static_cast<std::size_t>(std::min<uint64_t>(body_left_, data.size()));
+      body.append(p, take);
+      buffer_.consume(take);
+      bytes_in_ += take;
+      body_left_ -= take;
+      if (body_left_ == 0) return dispatch();
+    }
+    expire_in(srv_.cfg.body_timeout);  // only a gap longer than this closes the connection
+    read_more();
   }
 
   void on_read_error(beast::error_code ec) {
@@ -251,10 +464,6 @@ class Connection final : public Transport, public std::enable_shared_from_this<C
       return reject(431, "headers_too_large",
                     "the request header section is larger than " +
                         std::to_string(srv_.cfg.max_header_bytes) + " bytes");
-    if (ec == http::error::body_limit)
-      return reject(413, "payload_too_large",
-                    "the body is larger than the limit of " +
-                        std::to_string(srv_.cfg.max_body_bytes) + " bytes");
     if (ec.category() == beast::error_code(http::error::end_of_stream).category() &&
         ec != http::error::end_of_stream && ec != http::error::partial_message) {
       return reject(400, "bad_request", "malformed HTTP request: " + ec.message());
@@ -262,40 +471,102 @@ class Connection final : public Transport, public std::enable_shared_from_this<C
     close();  // EOF, reset, timeout: nobody to answer
   }
 
-  // Answers an unparseable or over-limit request and closes the connection.
+  void reject_too_large() {
+    reject(413, "payload_too_large",
+           "the body is larger than the limit of " + std::to_string(srv_.cfg.max_body_bytes) +
+               " bytes");
+  }
+
+  // Answers a request the HTTP layer refuses, before reading all of it, and closes the
+  // connection after a lingering close.
   void reject(uint16_t status, std::string_view code, const std::string& message) {
     close_after_ = true;
+    linger_ = true;
     current_.reset();
-    HttpResponse r = error_response(status, code, message, new_request_id());
-    r.headers.emplace_back("Connection", "close");
-    send(std::move(r));
+    reject_id_.clear();
+    if (parser_ && parser_->is_header_done()) {
+      auto& req = parser_->get();
+      if (auto it = req.find("X-Request-Id"); it != req.end()) {
+        std::string_view id(it->value().data(), it->value().size());
+        if (valid_request_id(id)) reject_id_ = id;
+      }
+    }
+    if (reject_id_.empty()) reject_id_ = new_request_id();
+    send(error_response(status, code, message, reject_id_));
   }
 
   void dispatch() {
-    expire_never();  // a plugin may take its time; the client is not the one being slow now
+    auto now = Clock::now();
+    expire_at(now + srv_.cfg.handler_timeout);  // for a filter or handler answering later
     current_ = std::make_shared<BeastExchange>(parser_->release());
     current_->transport = shared_from_this();
     current_->remote_addr = remote_;
     current_->started = started_;
     current_->request_bytes = bytes_in_;
-    counted_ = true;
-    ++srv_.in_flight;
+    std::shared_ptr<Exchange> ex = current_;  // a copy: close() may reset current_
     try {
-      std::shared_ptr<Exchange> ex = current_;  // a copy: close() may reset current_
       srv_.pipeline.handle(ex);
     } catch (const std::exception& e) {
       srv_.log.log(LogLevel::error, "host", std::string("request failed: ") + e.what(),
-                   current_->request_id);
-      srv_.pipeline.finish(*current_, error_response(500, "internal_error", "the host failed",
-                                                     current_->request_id));
+                   ex->request_id);
+      srv_.pipeline.finish(*ex, error_response(500, "internal_error", "the host failed",
+                                               ex->request_id));
     }
+    if (current_ == ex && ex->phase != Exchange::Phase::responded && ex->match.route &&
+        ex->match.route->timeout_ms)
+      expire_at(now + std::chrono::milliseconds(ex->match.route->timeout_ms));
+  }
+
+  // The answer is late: the client gets 504 now; the plugin's answer, if it ever comes, finds
+  // the exchange answered and is dropped (Pipeline::complete).
+  void handler_timed_out() {
+    std::shared_ptr<Exchange> ex = current_;
+    srv_.log.log(LogLevel::warn, ex->match.route ? ex->match.route->owner : "host",
+                 std::string(ex->method()) + " " +
+                     (ex->match.route ? ex->match.route->path : std::string(ex->path)) +
+                     " did not answer in time: 504",
+                 ex->request_id, ex->trace_id());
+    srv_.pipeline.finish(*ex, error_response(504, "gateway_timeout",
+                                             "the handler did not answer in time",
+                                             ex->request_id));
   }
 
   void on_written(beast::error_code ec, bool keep) {
     request_done();
-    if (ec || !keep) return close();
+    if (ec) return close();
+    if (!keep) {
+      current_.reset();
+      // Unread input (a refused body, pipelined requests) would make the close a reset.
+      return linger_ || buffer_.size() > 0 ? linger() : close();
+    }
     current_.reset();
     wait_for_request();
+  }
+
+  // nginx's lingering close: no more responses, so shut the write side (the client sees the
+  // end of the answer), then read and drop input for a bounded time and byte count, so that
+  // closing with unread input does not reset the connection before the client has read.
+  void linger() {
+    beast::error_code ec;
+    socket_.shutdown(tcp::socket::shutdown_send, ec);
+    buffer_.clear();
+    linger_left_ = srv_.cfg.lingering_bytes;
+    expire_in(srv_.cfg.lingering_timeout);
+    discard_input();
+  }
+
+  void discard_input() {
+    socket_.async_wait(tcp::socket::wait_read, [self = shared_from_this()](beast::error_code ec) {
+      if (ec) return self->close();
+      while (true) {
+        // Read into the buffer's spare room and never commit: the bytes are dropped.
+        std::size_t n = self->socket_.read_some(self->buffer_.prepare(16 * 1024), ec);
+        if (ec == net::error::would_block || ec == net::error::try_again)
+          return self->discard_input();
+        if (ec || n >= self->linger_left_) return self->close();  // EOF, error or enough
+        self->linger_left_ -= n;
+      }
+    });
   }
 
   Socket socket_;
@@ -303,13 +574,19 @@ class Connection final : public Transport, public std::enable_shared_from_this<C
   HttpServer::Impl& srv_;
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
-  std::string out_;  // the response being written
+  std::optional<ChunkedDecoder> chunked_;  // the body is chunked
+  uint64_t body_left_ = 0;                 // Content-Length bytes still to read
+  std::string out_;                        // the response being written
   std::shared_ptr<BeastExchange> current_;
   std::string remote_;
+  std::string reject_id_;  // the request id of a refusal (no exchange exists for it)
   std::chrono::steady_clock::time_point started_;
   uint64_t bytes_in_ = 0;
+  std::size_t linger_left_ = 0;
   bool close_after_ = false;
+  bool linger_ = false;
   bool counted_ = false;
+  bool idle_ = false;
 };
 
 // A chunked response: writes from any thread are buffered (bounded) and flushed on the
@@ -320,9 +597,11 @@ class ChunkedStream final : public StreamState, public std::enable_shared_from_t
                 std::function<void()> on_closed)
       : conn_(std::move(conn)), bound_(bound), on_closed_(std::move(on_closed)) {}
 
-  void start(std::string head) {
+  // For HEAD only the head goes out; the stream then ends as if the client had gone.
+  void start(std::string head, bool head_only) {
     out_ = std::move(head);
     flushing_ = true;
+    head_only_ = head_only;
     write_out();
     watch_client();
   }
@@ -381,7 +660,7 @@ class ChunkedStream final : public StreamState, public std::enable_shared_from_t
     conn_->expire_never();
     net::async_write(conn_->socket(), net::buffer(out_),
                      [self = shared_from_this()](beast::error_code ec, std::size_t) {
-                       if (ec) return self->client_gone();
+                       if (ec || self->head_only_) return self->client_gone();
                        bool done, more;
                        {
                          std::lock_guard lock(self->mutex_);
@@ -431,29 +710,22 @@ class ChunkedStream final : public StreamState, public std::enable_shared_from_t
   std::recursive_mutex callback_mutex_;  // guards on_closed_ and its call
   std::function<void()> on_closed_;
   bool flushing_ = false, closing_ = false, final_sent_ = false, gone_ = false;
+  bool head_only_ = false;  // set before the first write; read on the connection's thread
   char scratch_[512];
 };
 
 std::shared_ptr<StreamState> Connection::begin_stream(HttpResponse&& head,
                                                       std::function<void()> on_closed) {
-  std::string h =
-      "HTTP/1.1 " + std::to_string(head.status) + " " +
-      std::string(http::obsolete_reason(static_cast<http::status>(head.status))) +
-      "\r\nContent-Type: " +
-      (head.content_type.empty() ? std::string("application/json") : head.content_type) +
-      "\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n";
-  for (auto& [name, value] : head.headers) {
-    if (name.find_first_of("\r\n") != std::string::npos ||
-        value.find_first_of("\r\n") != std::string::npos)
-      continue;  // never let a header split the response
-    h += name + ": " + value + "\r\n";
-  }
-  h += "\r\n";
+  bool head_only = current_ && current_->method() == "HEAD";
+  std::string h;
+  write_head(h, head.status, head.content_type, head.headers,
+             current_ ? std::string_view(current_->request_id) : std::string_view());
+  h += "\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n";
   auto s = std::make_shared<ChunkedStream>(shared_from_this(), srv_.cfg.stream_buffer_bytes,
                                            std::move(on_closed));
   srv_.track(s);
   request_done();  // a stream does not hold up a drain; it is ended instead
-  s->start(std::move(h));
+  s->start(std::move(h), head_only);
   return s;
 }
 
@@ -497,8 +769,8 @@ void HttpServer::Impl::sweep(IoWorker& w) {
     auto c = weak.lock();
     if (!c) return true;
     if (!c->expired(now)) return false;
-    c->close();  // its pending read or write completes with an error and lets go of it
-    return true;
+    // A close makes its pending read or write complete with an error and let go of it.
+    return c->on_deadline();
   });
   w.sweep_timer.expires_after(std::chrono::milliseconds(250));
   w.sweep_timer.async_wait([this, &w](beast::error_code ec) {
@@ -515,23 +787,13 @@ void HttpServer::start() {
   auto& s = *impl_;
   unsigned n = s.cfg.threads ? s.cfg.threads : std::max(1u, std::thread::hardware_concurrency());
   for (unsigned i = 0; i < n; ++i) s.workers.push_back(std::make_unique<IoWorker>());
-  auto colon = s.cfg.listen.rfind(':');
-  if (colon == std::string::npos)
-    throw std::runtime_error("server.listen \"" + s.cfg.listen + "\" must be HOST:PORT");
-  std::string host = s.cfg.listen.substr(0, colon);
-  if (host.size() > 2 && host.front() == '[' && host.back() == ']')
-    host = host.substr(1, host.size() - 2);
-  unsigned long port = 0;
-  try {
-    port = std::stoul(s.cfg.listen.substr(colon + 1));
-  } catch (...) {
-    port = 70000;
-  }
+  auto listen = parse_listen(s.cfg.listen);  // checked with the config; this is a backstop
   beast::error_code ec;
-  auto addr = net::ip::make_address(host.empty() ? "0.0.0.0" : host, ec);
-  if (ec || port > 65535)
+  auto addr = net::ip::make_address(listen && !listen->host.empty() ? listen->host : "0.0.0.0", ec);
+  if (!listen || ec)
     throw std::runtime_error("server.listen \"" + s.cfg.listen +
                              "\" is not HOST:PORT with an IP address and a port 0-65535");
+  auto port = listen->port;
   tcp::endpoint ep(addr, static_cast<unsigned short>(port));
   auto& first = s.workers[0]->ioc;
   s.acceptor = std::make_unique<tcp::acceptor>(first);
@@ -561,6 +823,12 @@ bool HttpServer::drain(std::chrono::milliseconds timeout) {
     net::post(s.workers[0]->ioc, [&s] {
       beast::error_code ec;
       s.acceptor->close(ec);
+    });
+  // Idle keep-alive connections close now; a request that has begun is finished.
+  for (auto& w : s.workers)
+    net::post(w->ioc, [&w = *w] {
+      for (auto& weak : w.connections)
+        if (auto c = weak.lock(); c && c->idle()) c->close();
     });
   {
     std::lock_guard lock(s.streams_mutex);

@@ -44,8 +44,23 @@ TEST(Router, UnknownPathIs404AndWrongMethodIs405WithAllow) {
   EXPECT_EQ(r.match("GET", "/y").kind, RouteMatch::not_found);
   auto m = r.match("DELETE", "/x");
   EXPECT_EQ(m.kind, RouteMatch::method_not_allowed);
-  EXPECT_EQ(m.allow, "GET, POST");
+  EXPECT_EQ(m.allow, "GET, HEAD, POST");  // HEAD comes with GET
   EXPECT_EQ(r.match("BREW", "/x").kind, RouteMatch::method_not_allowed);
+}
+
+TEST(Router, HeadIsServedByTheGetRouteUnlessItHasItsOwn) {
+  Router r;
+  ASSERT_EQ(r.add(route("GET", "/x")), "");
+  ASSERT_EQ(r.add(route("POST", "/p")), "");
+  auto m = r.match("HEAD", "/x");
+  ASSERT_EQ(m.kind, RouteMatch::found);
+  EXPECT_EQ(m.route->method, "GET");
+  auto p = r.match("HEAD", "/p");
+  EXPECT_EQ(p.kind, RouteMatch::method_not_allowed);
+  EXPECT_EQ(p.allow, "POST");
+  ASSERT_EQ(r.add(route("HEAD", "/x")), "");
+  EXPECT_EQ(r.match("HEAD", "/x").route->method, "HEAD");
+  EXPECT_EQ(r.match("PUT", "/x").allow, "GET, HEAD");
 }
 
 TEST(Router, EmptyParamSegmentDoesNotMatch) {
