@@ -34,7 +34,7 @@ std::string expand_env(std::string_view text, const EnvLookup& env);
 
 struct ServerConfig {
   std::string listen = "127.0.0.1:8080";  // checked by parse_listen
-  unsigned threads = 0;  // 0: one per core
+  unsigned threads = 0;                   // 0: one per core
   std::size_t max_body_bytes = 1 << 20;
   std::size_t max_header_bytes = 16 << 10;
   std::chrono::seconds header_timeout{10};

@@ -52,8 +52,10 @@ ChunkedDecoder::Result ChunkedDecoder::feed(const char* p, std::size_t n, std::s
       case State::ext:
         if (++line_ > kMaxLine) return stop(Result::line_too_long);
         if (++framing_ > max_framing_) return stop(Result::framing_too_large);
-        if (c == '\r') state_ = State::size_lf;
-        else if (c == '\n') return stop(Result::bad_framing);
+        if (c == '\r')
+          state_ = State::size_lf;
+        else if (c == '\n')
+          return stop(Result::bad_framing);
         break;
       case State::size_lf:
         if (c != '\n') return stop(Result::bad_framing);
@@ -78,8 +80,10 @@ ChunkedDecoder::Result ChunkedDecoder::feed(const char* p, std::size_t n, std::s
         [[fallthrough]];
       case State::trailer:
         if (++framing_ > max_framing_) return stop(Result::framing_too_large);
-        if (c == '\r') state_ = State::trailer_lf;
-        else if (c == '\n') return stop(Result::bad_framing);
+        if (c == '\r')
+          state_ = State::trailer_lf;
+        else if (c == '\n')
+          return stop(Result::bad_framing);
         break;
       case State::trailer_lf:
         if (c != '\n') return stop(Result::bad_framing);

@@ -31,14 +31,24 @@ class ChunkedDecoder {
   Result feed(const char* p, std::size_t n, std::string& body, std::size_t& used);
 
  private:
-  enum class State { size, ext, size_lf, data, data_cr, data_lf, trailer_start, trailer,
-                     trailer_lf, final_lf };
+  enum class State {
+    size,
+    ext,
+    size_lf,
+    data,
+    data_cr,
+    data_lf,
+    trailer_start,
+    trailer,
+    trailer_lf,
+    final_lf
+  };
   std::size_t max_body_, max_framing_;
   State state_ = State::size;
-  uint64_t size_ = 0;       // the chunk being parsed, then the data left in it
-  std::size_t line_ = 0;    // bytes of the current chunk-size line
-  std::size_t framing_ = 0; // extension and trailer bytes so far
-  bool digits_ = false;     // the size line has at least one hex digit
+  uint64_t size_ = 0;        // the chunk being parsed, then the data left in it
+  std::size_t line_ = 0;     // bytes of the current chunk-size line
+  std::size_t framing_ = 0;  // extension and trailer bytes so far
+  bool digits_ = false;      // the size line has at least one hex digit
 };
 
 }  // namespace kghost

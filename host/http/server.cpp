@@ -11,6 +11,7 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <cstring>
+#include <limits>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -148,8 +149,7 @@ void write_head(std::string& out, uint16_t status, std::string_view content_type
   out += "\r\nX-Request-Id: ";
   out += request_id;
   for (auto& [name, value] : headers) {
-    if (writer_owned(name) || name.empty() ||
-        name.find_first_of(":\r\n") != std::string::npos ||
+    if (writer_owned(name) || name.empty() || name.find_first_of(":\r\n") != std::string::npos ||
         value.find_first_of("\r\n") != std::string::npos)
       continue;  // never let a header split the response or repeat one of ours
     out += "\r\n";
@@ -329,8 +329,8 @@ class Connection final : public Transport, public std::enable_shared_from_this<C
     if (srv_.draining) return close();
     parser_.emplace();
     parser_->header_limit(static_cast<std::uint32_t>(srv_.cfg.max_header_bytes));
-    parser_->body_limit(boost::none);  // the body is read below, not by Beast
-    parser_->eager(false);             // put() stops after the header section
+    parser_->body_limit(std::numeric_limits<std::uint64_t>::max());  // read below, not by Beast
+    parser_->eager(false);  // put() stops after the header section
     chunked_.reset();
     body_left_ = 0;
     bytes_in_ = 0;
@@ -375,20 +375,19 @@ class Connection final : public Transport, public std::enable_shared_from_this<C
     if (parser_->is_header_done()) return read_body();
     beast::error_code ec;
     std::size_t n = parser_->put(buffer_.data(), ec);
-    if (ec == http::error::need_more) return read_more();
-    if (ec) return on_read_error(ec);
-    if (!parser_->is_header_done()) {  // defensive: Beast consumed part of it
-      buffer_.consume(n);
-      bytes_in_ += n;
-      return buffer_.size() > 0 ? parse() : read_more();
-    }
-    bool folded = has_obs_fold(static_cast<const char*>(buffer_.data().data()), n);
+    const char* head = static_cast<const char*>(buffer_.data().data());
+    // Beast may take the request line alone (then says need_more); a fold can follow it.
+    bool folded = has_obs_fold(head, n) ||
+                  (bytes_in_ > 0 && buffer_.size() > 0 && (*head == ' ' || *head == '\t'));
     buffer_.consume(n);
     bytes_in_ += n;
     if (folded)
       return reject(400, "bad_request",
                     "obsolete line folding (a header line starting with a space or tab) is not "
                     "accepted");
+    if (ec == http::error::need_more) return read_more();
+    if (ec) return on_read_error(ec);
+    if (!parser_->is_header_done()) return buffer_.size() > 0 ? parse() : read_more();
     auto& req = parser_->get();
     Refusal refusal = check_host(req, req.version());
     bool chunked = false;
@@ -509,8 +508,8 @@ class Connection final : public Transport, public std::enable_shared_from_this<C
     } catch (const std::exception& e) {
       srv_.log.log(LogLevel::error, "host", std::string("request failed: ") + e.what(),
                    ex->request_id);
-      srv_.pipeline.finish(*ex, error_response(500, "internal_error", "the host failed",
-                                               ex->request_id));
+      srv_.pipeline.finish(
+          *ex, error_response(500, "internal_error", "the host failed", ex->request_id));
     }
     if (current_ == ex && ex->phase != Exchange::Phase::responded && ex->match.route &&
         ex->match.route->timeout_ms)
@@ -527,8 +526,7 @@ class Connection final : public Transport, public std::enable_shared_from_this<C
                      " did not answer in time: 504",
                  ex->request_id, ex->trace_id());
     srv_.pipeline.finish(*ex, error_response(504, "gateway_timeout",
-                                             "the handler did not answer in time",
-                                             ex->request_id));
+                                             "the handler did not answer in time", ex->request_id));
   }
 
   void on_written(beast::error_code ec, bool keep) {
