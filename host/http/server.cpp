@@ -548,6 +548,7 @@ class Connection final : public Transport, public std::enable_shared_from_this<C
     beast::error_code ec;
     socket_.shutdown(tcp::socket::shutdown_send, ec);
     buffer_.clear();
+    if (srv_.cfg.lingering_timeout.count() == 0 || srv_.cfg.lingering_bytes == 0) return close();
     linger_left_ = srv_.cfg.lingering_bytes;
     expire_in(srv_.cfg.lingering_timeout);
     discard_input();
