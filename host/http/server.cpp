@@ -168,6 +168,7 @@ struct Refusal {
 
 // obs-fold (RFC 9112 §5.2): a line of the header section that starts with SP or HTAB.
 bool has_obs_fold(const char* p, std::size_t n) {
+  if (n == 0) return false;
   for (const char* end = p + n; (p = static_cast<const char*>(std::memchr(p, '\n', end - p)));) {
     if (++p == end) break;
     if (*p == ' ' || *p == '\t') return true;
@@ -448,7 +449,7 @@ class Connection final : public Transport, public std::enable_shared_from_this<C
       }
     } else {
       std::size_t take = static_cast<std::size_t>(std::min<uint64_t>(body_left_, data.size()));
-      body.append(p, take);
+      if (take > 0) body.append(p, take);
       buffer_.consume(take);
       bytes_in_ += take;
       body_left_ -= take;

@@ -139,3 +139,30 @@ TEST(Config, EmbeddedDevConfigParses) {
   EXPECT_EQ(c.mode, "dev");
   EXPECT_FALSE(c.plugins.empty());
 }
+
+TEST(Config, ListenMustBeAnIpAddressAndAPort) {
+  for (std::string ok : {"127.0.0.1:8080", "[::1]:0", ":65535", "0.0.0.0:1"})
+    EXPECT_TRUE(parse_listen(ok)) << ok;
+  for (std::string bad : {"127.0.0.1:70000", "localhost:80", "1.2.3.4", "1.2.3.4:", "1.2.3.4:x",
+                          "::1:80", "[::1]:-1", "1.2.3:80", "1.2.3.4:+80"})
+    EXPECT_FALSE(parse_listen(bad)) << bad;
+  auto l = parse_listen("[::1]:8443");
+  ASSERT_TRUE(l);
+  EXPECT_EQ(l->host, "::1");
+  EXPECT_EQ(l->port, 8443);
+  EXPECT_NE(error_of("[server]\nlisten = \"1.2.3.4:99999\"\n")
+                .find("test.toml:2:10: 'server.listen': \"1.2.3.4:99999\" is not HOST:PORT"),
+            std::string::npos);
+  EXPECT_NE(error_of("", {{"KG_LISTEN", "nope"}}).find("KG_LISTEN"), std::string::npos);
+}
+
+TEST(Config, ServerTimeoutsAndLingering) {
+  auto c =
+      parse("[server]\nhandler_timeout_s = 3\nlingering_timeout_s = 0\nlingering_bytes = 1024\n");
+  EXPECT_EQ(c.server.handler_timeout, std::chrono::seconds(3));
+  EXPECT_EQ(c.server.lingering_timeout, std::chrono::seconds(0));
+  EXPECT_EQ(c.server.lingering_bytes, 1024u);
+  auto d = parse("");
+  EXPECT_EQ(d.server.handler_timeout, std::chrono::seconds(30));
+  EXPECT_EQ(d.server.lingering_timeout, std::chrono::seconds(5));
+}
