@@ -24,8 +24,9 @@ class HttpServer {
   void start();
   // The bound address, e.g. "127.0.0.1:41234" (the real port when the config said 0).
   std::string local_address() const;
-  // Stops accepting; keep-alive connections are closed after their current response; streams
-  // are ended. Then waits up to `timeout` for in-flight requests. Returns true if all finished.
+  // Stops accepting; idle keep-alive connections are closed at once, the others after their
+  // current response; streams are ended. Then waits up to `timeout` for in-flight requests (in
+  // flight from their first byte, so a half-sent one is finished). True if all finished.
   bool drain(std::chrono::milliseconds timeout);
   // Stops the I/O threads. Idempotent.
   void stop();
