@@ -284,6 +284,13 @@ void api_series_observe(kg_series* s, double v) {
 kg_status api_bus_publish(kg_plugin_ctx* c, kg_str topic, kg_str data, kg_str id) {
   return c->services->bus.publish(sv(topic), sv(data), sv(id)) ? KG_OK : KG_ERR_INVALID;
 }
+kg_status api_bus_publish_confirmed(kg_plugin_ctx* c, kg_str topic, kg_str data, kg_str id,
+                                   void (*done)(void*, kg_status), void* ud) {
+  if (!done) return KG_ERR_INVALID;
+  auto published = c->services->bus.publish_confirmed(
+      sv(topic), sv(data), sv(id), [done, ud](bool ok) { done(ud, ok ? KG_OK : KG_ERR_INTERNAL); });
+  return published ? KG_OK : KG_ERR_INVALID;
+}
 kg_status api_bus_subscribe(kg_plugin_ctx* c, kg_str pattern, kg_bus_fn fn, void* ud) {
   if (!setting_up(c)) return KG_ERR_STATE;
   if (!fn || !valid_pattern(sv(pattern))) return KG_ERR_INVALID;
@@ -532,6 +539,7 @@ const kg_host_api& PluginHost::api() {
     t.store_status = api_store_status;
     t.queue_fail_reason = api_queue_fail_reason;
     t.error_body = api_error_body;
+    t.bus_publish_confirmed = api_bus_publish_confirmed;
     return t;
   }();
   return table;

@@ -14,7 +14,32 @@
 #include <vector>
 
 namespace kghost {
+
+// The pending subscribers of one confirmed publish. The publisher holds one count itself
+// while it fans out, so `done` cannot run before every queue has the event.
+struct BusConfirmation {
+  explicit BusConfirmation(BusConfirm d) : done(std::move(d)) {}
+  void finish(bool success) {
+    if (!success) ok.store(false);
+    if (remaining.fetch_sub(1) != 1) return;
+    try {
+      done(ok.load());
+    } catch (...) {
+      spdlog::error("bus: a confirmed publish's completion threw");
+    }
+  }
+  std::atomic<int> remaining{1};
+  std::atomic<bool> ok{true};
+  BusConfirm done;
+};
+
 namespace {
+
+// Fails the confirmations of events that will never be delivered.
+void fail_confirmations(std::deque<BusEvent>& queue) {
+  for (auto& ev : queue)
+    if (ev.confirm) ev.confirm->finish(false);
+}
 
 // Events one pool job delivers before it re-queues itself, so a busy subscriber shares the
 // pool's threads with the others.
@@ -74,9 +99,11 @@ struct Subscription {
   prometheus::Counter* failed = nullptr;
   prometheus::Gauge* depth = nullptr;
 
-  std::mutex mutex;  // guards queue, scheduled, closed
+  std::mutex mutex;  // guards queue, scheduled, closed, confirmed
   std::deque<BusEvent> queue;
+  std::size_t confirmed = 0;  // events in `queue` that a publisher waits for
   bool scheduled = false;  // a pool job owns the draining
+  bool running = false;    // a drain job is delivering now (at most one at a time)
   bool closed = false;     // unsubscribed or bus stopped: nothing more starts
 };
 
@@ -110,6 +137,7 @@ struct EventBus::Core : std::enable_shared_from_this<EventBus::Core> {
                          .Name("kgents_bus_queue_depth")
                          .Help("Bus events waiting for a subscriber, by subscriber.")
                          .Register(registry)) {
+    confirm_pool = std::make_unique<WorkerPool>(1);
     std::random_device rd;
     id_prefix = (static_cast<uint64_t>(rd()) << 32) ^ rd();
   }
@@ -117,7 +145,12 @@ struct EventBus::Core : std::enable_shared_from_this<EventBus::Core> {
   void drain(const std::shared_ptr<Subscription>& sub);
   std::string make_id();
 
+  // Where a subscription's drain runs: the bus's own thread while it holds an event a
+  // publisher waits for (that publisher may be blocking a pool thread), else the pool.
+  WorkerPool& pool_for(const Subscription& sub) { return sub.confirmed ? *confirm_pool : pool; }
+
   WorkerPool& pool;
+  std::unique_ptr<WorkerPool> confirm_pool;
   const std::size_t capacity;
 
   mutable std::mutex subs_mutex;  // guards subs (copy-on-write) and next_id
@@ -156,16 +189,24 @@ std::string EventBus::Core::make_id() {
 }
 
 void EventBus::Core::drain(const std::shared_ptr<Subscription>& sub) {
+  {
+    // A confirmed publish may have posted a second job (on the bus's own thread) for a
+    // subscription whose job is stuck behind busy pool threads: whichever runs first drains.
+    std::lock_guard lock(sub->mutex);
+    if (sub->running) return;
+    sub->running = true;
+  }
   for (int n = 0; n < kDrainBatch; ++n) {
     BusEvent ev;
     {
       std::lock_guard lock(sub->mutex);
       if (sub->closed || sub->queue.empty()) {
-        sub->scheduled = false;
+        sub->scheduled = sub->running = false;
         return;
       }
       ev = std::move(sub->queue.front());
       sub->queue.pop_front();
+      if (ev.confirm) sub->confirmed--;
       // Counted under the subscription's lock: stop() closes it under the same lock, so it
       // either sees this handler as active or no handler starts.
       active.fetch_add(1);
@@ -185,13 +226,20 @@ void EventBus::Core::drain(const std::shared_ptr<Subscription>& sub) {
     tl_running_bus = outer;
     sub->delivered->Increment();  // handed over, whatever the handler made of it
     if (!ok) sub->failed->Increment();
+    if (ev.confirm) ev.confirm->finish(ok);
     if (active.fetch_sub(1) == 1) {
       std::lock_guard lock(active_mutex);
       active_cv.notify_all();
     }
   }
   // Still scheduled: give the other subscribers a turn on the pool, then continue.
-  pool.post([core = shared_from_this(), sub] { core->drain(sub); });
+  WorkerPool* next = nullptr;
+  {
+    std::lock_guard lock(sub->mutex);
+    sub->running = false;
+    next = &pool_for(*sub);
+  }
+  next->post([core = shared_from_this(), sub] { core->drain(sub); });
 }
 
 bool valid_topic(std::string_view topic) { return valid_subject(topic, false); }
@@ -240,6 +288,7 @@ bool EventBus::unsubscribe(uint64_t id) {
   }
   std::lock_guard lock(removed->mutex);
   removed->closed = true;
+  fail_confirmations(removed->queue);
   core_->depth.fetch_sub(removed->queue.size());
   removed->depth->Decrement(static_cast<double>(removed->queue.size()));
   removed->queue.clear();
@@ -248,9 +297,22 @@ bool EventBus::unsubscribe(uint64_t id) {
 
 std::optional<std::string> EventBus::publish(std::string_view topic, std::string_view data,
                                              std::string_view id) {
+  return publish_impl(topic, data, id, {});
+}
+
+std::optional<std::string> EventBus::publish_confirmed(std::string_view topic,
+                                                       std::string_view data, std::string_view id,
+                                                       BusConfirm done) {
+  if (!done) done = [](bool) {};
+  return publish_impl(topic, data, id, std::move(done));
+}
+
+std::optional<std::string> EventBus::publish_impl(std::string_view topic, std::string_view data,
+                                                  std::string_view id, BusConfirm done) {
   Core& core = *core_;
   if (core.stopped.load(std::memory_order_relaxed) || !valid_topic(topic)) return std::nullopt;
-  BusEvent ev{std::string(topic), std::string(data), id.empty() ? core.make_id() : std::string(id)};
+  BusEvent ev{std::string(topic), std::string(data), id.empty() ? core.make_id() : std::string(id),
+              done ? std::make_shared<BusConfirmation>(std::move(done)) : nullptr};
   std::shared_ptr<const SubList> subs;
   {
     std::lock_guard lock(core.subs_mutex);
@@ -260,20 +322,33 @@ std::optional<std::string> EventBus::publish(std::string_view topic, std::string
   for (const auto& sub : *subs) {
     if (!match_valid(sub->pattern, topic)) continue;
     bool post = false;
+    WorkerPool* target = nullptr;
     {
       std::lock_guard lock(sub->mutex);
       if (sub->closed) continue;
       if (sub->queue.size() >= core.capacity) {
         sub->dropped->Increment();
+        if (ev.confirm) ev.confirm->ok.store(false);
         continue;
+      }
+      if (ev.confirm) {
+        ev.confirm->remaining.fetch_add(1);
+        sub->confirmed++;
       }
       sub->queue.push_back(ev);
       core.depth.fetch_add(1, std::memory_order_relaxed);
       sub->depth->Increment();
-      if (!sub->scheduled) post = sub->scheduled = true;
+      if (!sub->scheduled) {
+        post = sub->scheduled = true;
+        target = &core.pool_for(*sub);
+      } else if (ev.confirm) {
+        post = true;  // a job may already wait on the pool: this one cannot be starved
+        target = core.confirm_pool.get();
+      }
     }
-    if (post) core.pool.post([c = core_, sub] { c->drain(sub); });
+    if (post) target->post([c = core_, sub] { c->drain(sub); });
   }
+  if (ev.confirm) ev.confirm->finish(true);  // the publisher's own count
   return std::move(ev.id);
 }
 
@@ -288,13 +363,17 @@ void EventBus::stop() {
   for (const auto& sub : *subs) {
     std::lock_guard lock(sub->mutex);
     sub->closed = true;
+    fail_confirmations(sub->queue);
     core.depth.fetch_sub(sub->queue.size());
     sub->depth->Decrement(static_cast<double>(sub->queue.size()));
     sub->queue.clear();
   }
   const std::size_t own = tl_running_bus == &core ? 1 : 0;
-  std::unique_lock lock(core.active_mutex);
-  core.active_cv.wait(lock, [&] { return core.active.load() <= own; });
+  {
+    std::unique_lock lock(core.active_mutex);
+    core.active_cv.wait(lock, [&] { return core.active.load() <= own; });
+  }
+  if (!own) core.confirm_pool->stop();  // from a handler the Core's destructor does it
 }
 
 std::size_t EventBus::depth() const { return core_->depth.load(); }

@@ -18,10 +18,17 @@ class Registry;
 
 namespace kghost {
 
+struct BusConfirmation;
+
+// Completion of a confirmed publish: called once with true when every matching subscriber's
+// handler returned success, false when one failed or the event was dropped for it.
+using BusConfirm = std::function<void(bool ok)>;
+
 struct BusEvent {
   std::string topic;
   std::string data;
   std::string id;
+  std::shared_ptr<BusConfirmation> confirm;  // set for confirmed publishes only
 };
 
 // A topic: one or more non-empty '.'-separated tokens, no wildcards, no whitespace.
@@ -58,6 +65,13 @@ class EventBus {
   // id used, or nullopt for an invalid topic or a stopped bus.
   std::optional<std::string> publish(std::string_view topic, std::string_view data,
                                      std::string_view id = {});
+  // [any] Like publish(), and `done` runs once after every matching subscriber's handler has
+  // returned for this event (at once, on the caller's thread, when nothing matches). A drop
+  // (full queue, unsubscribe, stop) counts as a failure. These deliveries run on the bus's own
+  // thread, so a publisher that blocks a pool thread waiting for `done` cannot starve them.
+  // On nullopt (invalid topic, stopped bus) `done` is not called.
+  std::optional<std::string> publish_confirmed(std::string_view topic, std::string_view data,
+                                               std::string_view id, BusConfirm done);
 
   // [any] No delivery starts after it returns; waits for running handlers (except the calling
   // one, when called from a handler). Queued events are discarded. Idempotent.
@@ -69,6 +83,8 @@ class EventBus {
   struct Core;  // shared with the pool jobs, so a job that outlives the bus is harmless
 
  private:
+  std::optional<std::string> publish_impl(std::string_view topic, std::string_view data,
+                                          std::string_view id, BusConfirm done);
   std::shared_ptr<Core> core_;
 };
 

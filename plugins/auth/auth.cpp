@@ -4,6 +4,10 @@
 //   filter  auth.enforce       order 200  401 missing_api_key, tier changes, 429 + headers
 //   route   GET /api/v1/health            the caller's identity
 //   bus     billing.tier_changed          {"tenant_id":…,"tier":…} changes a tenant's tier
+//   store   tier:<tenant>                 the same, as billing keeps it in the shared store:
+//                                         re-read at most every tier_refresh_ms per tenant, in
+//                                         the background, so a replica that did not see the bus
+//                                         event (the bus is per process) follows within ~1 s
 //
 // Other authenticators (devkeys, order 100) run first and set the principal; auth.authenticate
 // then leaves the request alone, and auth.enforce rate-limits every principal the same way.
@@ -12,6 +16,7 @@
 #include <chrono>
 #include <kghost/plugin.hpp>
 #include <memory>
+#include <mutex>
 #include <nlohmann/json.hpp>
 #include <shared_mutex>
 #include <string>
@@ -43,6 +48,7 @@ struct Tier {
 struct Settings {
   std::string keys_file;  // empty: no production keys (dev setups with devkeys only)
   int64_t window_s = 60;
+  int64_t tier_refresh_ms = 500;  // 0: tiers change only through the bus
   std::unordered_map<std::string, Tier> tiers;
 };
 
@@ -85,6 +91,11 @@ Settings parse_settings(std::string_view config_json) {
       if (!v.is_number_integer() || v.get<int64_t>() < 1 || v.get<int64_t>() > 86400)
         throw std::invalid_argument("window_s must be an integer in 1..86400 (default 60)");
       s.window_s = v.get<int64_t>();
+    } else if (k == "tier_refresh_ms") {
+      if (!v.is_number_integer() || v.get<int64_t>() < 0 || v.get<int64_t>() > 3'600'000)
+        throw std::invalid_argument(
+            "tier_refresh_ms must be an integer in 0..3600000 (default 500; 0: off)");
+      s.tier_refresh_ms = v.get<int64_t>();
     } else if (k == "tiers") {
       if (!v.is_object())
         throw std::invalid_argument("tiers must be a table [plugins.config.tiers.NAME]");
@@ -115,7 +126,8 @@ Settings parse_settings(std::string_view config_json) {
         s.tiers[tier] = out;
       }
     } else {
-      throw std::invalid_argument("unknown key '" + k + "' (known: keys_file, window_s, tiers)");
+      throw std::invalid_argument("unknown key '" + k +
+                                  "' (known: keys_file, window_s, tier_refresh_ms, tiers)");
     }
   }
   return s;
@@ -246,6 +258,7 @@ class Auth final : public sdk::Plugin {
       return Flow::done;
     }
     std::string tenant(p->tenant_id);
+    refresh_stored_tier(tenant);
     std::string tier_name = effective_tier(tenant, p->tier);
     auto t = settings_.tiers.find(tier_name);
     if (t == settings_.tiers.end()) {
@@ -340,6 +353,37 @@ class Auth final : public sdk::Plugin {
     return std::string(tier);
   }
 
+  // Starts a background read of the tenant's stored tier when the last one is older than
+  // tier_refresh_ms; this request goes on with what is known now.
+  void refresh_stored_tier(const std::string& tenant) {
+    if (settings_.tier_refresh_ms <= 0) return;
+    const int64_t now = unix_ms();
+    {
+      std::lock_guard lock(refresh_mu_);
+      int64_t& due = refresh_due_[tenant];
+      if (now < due) return;
+      due = now + settings_.tier_refresh_ms;
+    }
+    auto result = host().get("tier:" + tenant, [this, tenant](const StoreResult& r) {
+      apply_stored_tier(tenant, r);
+    });
+    if (result) apply_stored_tier(tenant, *result);
+  }
+
+  void apply_stored_tier(const std::string& tenant, const StoreResult& r) {
+    if (r.status != KG_OK) return;  // none stored (or the store is away): keep what we have
+    std::string tier = normalize_tier(r.data);
+    if (tier.empty() || !settings_.tiers.count(tier)) return;
+    {
+      std::unique_lock lock(overrides_mu_);
+      auto it = overrides_.find(tenant);
+      if (it != overrides_.end() && it->second == tier) return;
+      overrides_[tenant] = tier;
+    }
+    has_overrides_.store(true, std::memory_order_release);
+    host().info("auth: tenant '" + tenant + "' is now on tier " + tier + " (shared store)");
+  }
+
   void on_tier_changed(std::string_view data) {
     json j = json::parse(data.begin(), data.end(), nullptr, false);
     if (j.is_discarded() || !j.is_object() || !j.contains("tenant_id") || !j.contains("tier") ||
@@ -370,6 +414,8 @@ class Auth final : public sdk::Plugin {
   mutable std::shared_mutex overrides_mu_;                  // guards overrides_
   std::unordered_map<std::string, std::string> overrides_;  // tenant -> tier (bus)
   std::atomic<bool> has_overrides_{false};
+  std::mutex refresh_mu_;                               // guards refresh_due_
+  std::unordered_map<std::string, int64_t> refresh_due_;  // tenant -> next store read (unix ms)
 
   sdk::Metric::Series m_ok_, m_missing_, m_invalid_, m_limited_, m_store_error_;
 };

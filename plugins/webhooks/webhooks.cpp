@@ -36,7 +36,9 @@
 //      store that is processing the same event right now holds it → retry later, by which time
 //      its done mark is there and (a) acks.
 //   d. publish on the bus as `stripe.<type>`, bus event id = Stripe event id (subscribers
-//      de-duplicate with it), then write the done marks (store and journal), then ack.
+//      de-duplicate with it), and wait until every subscriber has handled it (confirmed
+//      publish, ABI 1.1; a failure or timeout retries the entry), then write the done marks
+//      (store and journal), then ack.
 //   A crash after (d)'s publish and before its done marks is the one window in which an event
 //   can be published twice; everything else is exactly once. Subscribers that need strict
 //   exactly-once use the bus event id.
@@ -87,6 +89,7 @@ struct Config {
   int retry_after_s = 5;
   milliseconds claim_lease{10000};
   milliseconds store_timeout{5000};  // consumer waits for a store answer at most this long
+  milliseconds confirm_timeout{10000};  // consumer waits for bus subscribers at most this long
   std::string journal_dir;           // empty: <host data_dir>/webhooks
   uint64_t journal_rotate = 100000;  // ids per journal generation (two are kept)
 };
@@ -121,7 +124,7 @@ Config parse_config(std::string_view text) {
       "secrets",         "tolerance_s",   "idempotency_ttl_s", "rate_limit",
       "rate_window_ms",  "max_attempts",  "retry_backoff_ms",  "max_queue_bytes",
       "max_queue_depth", "retry_after_s", "claim_lease_ms",    "store_timeout_ms",
-      "journal_dir",     "journal_rotate"};
+      "journal_dir",     "journal_rotate", "confirm_timeout_ms"};
   for (auto& [k, v] : cfg.items())
     if (!known.count(k)) bad(k, "is not a known key");
   Config c;
@@ -164,6 +167,7 @@ Config parse_config(std::string_view text) {
   c.retry_after_s = static_cast<int>(get_int(cfg, "retry_after_s", 5, 1, 3600));
   c.claim_lease = milliseconds(get_int(cfg, "claim_lease_ms", 10000, 100, 3'600'000));
   c.store_timeout = milliseconds(get_int(cfg, "store_timeout_ms", 5000, 10, 600'000));
+  c.confirm_timeout = milliseconds(get_int(cfg, "confirm_timeout_ms", 10000, 10, 600'000));
   if (cfg.contains("journal_dir")) {
     if (!cfg["journal_dir"].is_string()) bad("journal_dir", "must be a string");
     c.journal_dir = cfg["journal_dir"].get<std::string>();
@@ -523,9 +527,9 @@ class Webhooks final : public kghost::sdk::Plugin {
     if (claim.status == KG_OK && !claim.created)
       return fail(e, id, "another worker is processing this event (claim held); retrying");
 
-    if (host().publish("stripe." + ev->type, e.data, id) != KG_OK) {
+    if (auto why = publish_durably("stripe." + ev->type, e.data, id)) {
       host().del(claim_key, [](const StoreResult&) {});
-      return fail(e, id, "the event bus refused the event");
+      return fail(e, id, *why);
     }
     // Done marks before the ack: once the queue's ack is durable nothing redelivers it, and
     // before that a redelivery finds these marks.
@@ -537,6 +541,47 @@ class Webhooks final : public kghost::sdk::Plugin {
     processed_++;
     count("processed");
     return KG_OK;
+  }
+
+  // Publishes on the bus and, where the host confirms deliveries (ABI 1.1), waits until every
+  // subscriber has handled the event, so the entry is acknowledged only after durable
+  // subscribers (billing) made it theirs: a kill -9 after the ack cannot lose the delivery.
+  // Returns why it failed, or nothing.
+  std::optional<std::string> publish_durably(const std::string& topic, std::string_view data,
+                                             const std::string& id) {
+    const kg_host_api* api = host().api();
+    if (!KG_HOST_HAS(api, bus_publish_confirmed)) {
+      if (host().publish(topic, data, id) != KG_OK) return "the event bus refused the event";
+      return std::nullopt;
+    }
+    struct Wait {
+      std::mutex mu;
+      std::condition_variable cv;
+      std::optional<kg_status> status;
+    };
+    auto* w = new std::shared_ptr<Wait>(std::make_shared<Wait>());
+    std::shared_ptr<Wait> wait = *w;
+    kg_status st = api->bus_publish_confirmed(
+        host().ctx(), kghost::sdk::str(topic), kghost::sdk::str(data), kghost::sdk::str(id),
+        [](void* ud, kg_status s) {
+          auto* holder = static_cast<std::shared_ptr<Wait>*>(ud);
+          {
+            std::lock_guard lock((*holder)->mu);
+            (*holder)->status = s;
+          }
+          (*holder)->cv.notify_all();
+          delete holder;
+        },
+        w);
+    if (st != KG_OK) {
+      delete w;
+      return "the event bus refused the event";
+    }
+    std::unique_lock lock(wait->mu);
+    if (!wait->cv.wait_for(lock, cfg_.confirm_timeout, [&] { return wait->status.has_value(); }))
+      return "a bus subscriber did not confirm the event in time";
+    if (*wait->status != KG_OK) return "a bus subscriber failed to handle the event";
+    return std::nullopt;
   }
 
   kg_status skip() {

@@ -472,6 +472,17 @@ typedef struct kg_host_api {
    * deferred answer can carry it together with its own headers (e.g. Retry-After). [any] */
   kg_status (*error_body)(kg_str code, kg_str message, kg_str request_id, kg_sink_fn sink,
                           void* user_data);
+
+  /* --- 1.1 (2026-12): confirmed publish --- */
+  /* Publishes like bus_publish, and calls done(ud, status) exactly once, from any thread,
+   * after every matching subscriber's callback has returned for this event: KG_OK when all
+   * returned KG_OK, KG_ERR_INTERNAL when one failed or the event was dropped for it (a full
+   * subscriber queue, the bus stopping). At once, on the caller's thread, when nothing
+   * matches. These deliveries never queue behind busy worker threads, so a queue consumer may
+   * wait for done (with a bound) before it acknowledges its entry. Returns KG_OK, or
+   * KG_ERR_INVALID for a bad topic (done is then not called). [any] */
+  kg_status (*bus_publish_confirmed)(kg_plugin_ctx* ctx, kg_str topic, kg_str data, kg_str id,
+                                     void (*done)(void* ud, kg_status status), void* ud);
 } kg_host_api;
 
 /* ---------------------------------------------------------------------------------------
