@@ -332,5 +332,89 @@ TEST_F(EventBusTest, StopFromInsideAHandlerDoesNotDeadlock) {
   EXPECT_TRUE(wait_until([&] { return done.load(); }));
 }
 
+// ---- confirmed publish (ABI 1.1) -------------------------------------------------------
+
+TEST(BusConfirmed, CompletesOnceAfterEverySubscriberReturned) {
+  prometheus::Registry registry;
+  WorkerPool pool(2);
+  EventBus bus(pool, registry);
+  std::atomic<int> handled{0};
+  bus.subscribe("a.>", "one", [&](const BusEvent&) {
+    std::this_thread::sleep_for(20ms);
+    handled++;
+    return true;
+  });
+  bus.subscribe("a.b", "two", [&](const BusEvent&) {
+    handled++;
+    return true;
+  });
+  std::atomic<int> calls{0};
+  std::atomic<int> seen_handled{-1};
+  std::atomic<bool> result{false};
+  ASSERT_TRUE(bus.publish_confirmed("a.b", "x", "id1", [&](bool ok) {
+    seen_handled = handled.load();
+    result = ok;
+    calls++;
+  }));
+  ASSERT_TRUE(wait_until([&] { return calls.load() == 1; }));
+  EXPECT_EQ(seen_handled.load(), 2) << "done ran before a subscriber returned";
+  EXPECT_TRUE(result.load());
+  std::this_thread::sleep_for(50ms);
+  EXPECT_EQ(calls.load(), 1);
+
+  // Nothing matches: done at once; a failing subscriber: done(false).
+  bool none = false;
+  ASSERT_TRUE(bus.publish_confirmed("z.z", "x", "id2", [&](bool ok) { none = ok; }));
+  EXPECT_TRUE(none);
+  bus.subscribe("f", "fails", [](const BusEvent&) { return false; });
+  std::atomic<int> failed{-1};
+  ASSERT_TRUE(bus.publish_confirmed("f", "x", "id3", [&](bool ok) { failed = ok ? 1 : 0; }));
+  ASSERT_TRUE(wait_until([&] { return failed.load() != -1; }));
+  EXPECT_EQ(failed.load(), 0);
+  EXPECT_FALSE(bus.publish_confirmed("bad..topic", "x", "id4", [](bool) { FAIL(); }));
+}
+
+// A publisher blocking every pool thread while it waits for the confirmation (a queue consumer
+// does exactly that) must not starve the delivery it waits for.
+TEST(BusConfirmed, DeliveryIsNotStarvedByBlockedPoolThreads) {
+  prometheus::Registry registry;
+  WorkerPool pool(2);
+  EventBus bus(pool, registry);
+  std::atomic<int> handled{0};
+  bus.subscribe("t", "s", [&](const BusEvent&) {
+    handled++;
+    return true;
+  });
+  // First a plain event whose drain job sits on the (soon blocked) pool.
+  Gate release;
+  for (int i = 0; i < 2; ++i) pool.post([&] { release.wait(); });
+  ASSERT_TRUE(wait_until([&] { return release.waiting() == 2; }));
+  bus.publish("t", "plain");
+  std::atomic<bool> confirmed{false};
+  ASSERT_TRUE(bus.publish_confirmed("t", "x", "c1", [&](bool ok) { confirmed = ok; }));
+  EXPECT_TRUE(wait_until([&] { return confirmed.load(); }, 5s));
+  EXPECT_EQ(handled.load(), 2);
+  release.open();
+}
+
+TEST(BusConfirmed, DroppedDeliveriesReportFailure) {
+  prometheus::Registry registry;
+  WorkerPool pool(1);
+  EventBus bus(pool, registry, 1);
+  Gate gate;
+  bus.subscribe("t", "slow", [&](const BusEvent&) {
+    gate.wait();
+    return true;
+  });
+  bus.publish("t", "first");  // held in the handler
+  ASSERT_TRUE(wait_until([&] { return gate.waiting() == 1; }));
+  bus.publish("t", "fills the queue");
+  std::atomic<int> r{-1};
+  ASSERT_TRUE(bus.publish_confirmed("t", "x", "c", [&](bool ok) { r = ok ? 1 : 0; }));
+  EXPECT_TRUE(wait_until([&] { return r.load() != -1; }));
+  EXPECT_EQ(r.load(), 0) << "a full queue dropped it: that is a failure";
+  gate.open();
+}
+
 }  // namespace
 }  // namespace kghost
