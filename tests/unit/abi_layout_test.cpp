@@ -61,7 +61,9 @@ PIN(kg_host_api, data_dir, 464);
 PIN(kg_host_api, store_status, 472);
 PIN(kg_host_api, queue_fail_reason, 480);
 PIN(kg_host_api, error_body, 488);
-static_assert(sizeof(kg_host_api) == 496);
+// 1.1 (2026-12), appended after the frozen 1.0 table (which ends at 496).
+PIN(kg_host_api, bus_publish_confirmed, 496);
+static_assert(sizeof(kg_host_api) == 504);
 
 TEST(AbiLayout, VersionIsOnePointZero) {
   EXPECT_EQ(KG_ABI_MAJOR, 1);
