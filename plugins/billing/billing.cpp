@@ -64,6 +64,9 @@ constexpr milliseconds kStoreWait{2000};    // a bus handler waits this long for
 constexpr milliseconds kDeadAppendWait{5000};  // the consumer waits this long for a dead letter
 constexpr int64_t kHourMs = 3'600'000, kDayMs = 86'400'000;
 
+// tenant -> hour start (unix ms) -> requests not yet added to the store
+using UsageMap = std::map<std::string, std::map<int64_t, int64_t>, std::less<>>;
+
 int64_t unix_ms() {
   return std::chrono::duration_cast<milliseconds>(
              std::chrono::system_clock::now().time_since_epoch())
@@ -187,15 +190,55 @@ class Billing final : public sdk::Plugin {
     batch_->add(ev, req.traceparent());
   }
 
+  // Counted here and added to the store's hour/day counters by the spooler every tick (one
+  // incr per tenant and window per tick instead of two per request); the usage API adds what
+  // is still pending here, so this replica's own answers are exact.
   void count_usage(std::string_view tenant, int64_t now) {
-    const kg_host_api* api = host().api();
-    for (auto [window, len, ttl] : {std::tuple{'h', kHourMs, 2 * kHourMs + 60'000},
-                                    std::tuple{'d', kDayMs, 2 * kDayMs}}) {
-      std::string key = usage_key(tenant, window, now - now % len);
-      kg_store_result ignored{};
-      ignored.struct_size = sizeof ignored;
-      api->store_incr(host().ctx(), sdk::str(key), 1, ttl, &ignored, nullptr, nullptr);
+    const int64_t hour = now - now % kHourMs;
+    std::lock_guard lock(usage_mu_);
+    auto it = usage_pending_.find(tenant);
+    if (it == usage_pending_.end())
+      it = usage_pending_.emplace(std::string(tenant), std::map<int64_t, int64_t>{}).first;
+    it->second[hour]++;
+  }
+
+  void flush_usage() {
+    UsageMap pending;
+    {
+      std::lock_guard lock(usage_mu_);
+      if (usage_pending_.empty()) return;
+      pending.swap(usage_pending_);
+      usage_flushing_ = &pending;
     }
+    const kg_host_api* api = host().api();
+    for (auto& [tenant, hours] : pending) {
+      for (auto [hour, n] : hours) {
+        for (auto [window, start, ttl] :
+             {std::tuple{'h', hour, 2 * kHourMs + 60'000},
+              std::tuple{'d', hour - hour % kDayMs, 2 * kDayMs}}) {
+          std::string key = usage_key(tenant, window, start);
+          kg_store_result ignored{};
+          ignored.struct_size = sizeof ignored;
+          api->store_incr(host().ctx(), sdk::str(key), n, ttl, &ignored, nullptr, nullptr);
+        }
+      }
+    }
+    std::lock_guard lock(usage_mu_);
+    usage_flushing_ = nullptr;
+  }
+
+  // Requests of `tenant` counted here but not yet in the store, in [from, to).
+  int64_t usage_not_stored(const std::string& tenant, int64_t from, int64_t to) {
+    std::lock_guard lock(usage_mu_);
+    int64_t n = 0;
+    for (const UsageMap* m : {static_cast<const UsageMap*>(&usage_pending_), usage_flushing_}) {
+      if (!m) continue;
+      auto it = m->find(tenant);
+      if (it == m->end()) continue;
+      for (auto [hour, c] : it->second)
+        if (hour >= from && hour < to) n += c;
+    }
+    return n;
   }
 
   // Any thread that closed a batch (a request thread or the spooler).
@@ -230,9 +273,11 @@ class Billing final : public sdk::Plugin {
     const milliseconds tick = std::max(milliseconds(1), cfg_.flush_interval / 5);
     while (!stop_wait(stop, tick)) {
       batch_->tick();
+      flush_usage();
       m_buffered_.set(static_cast<double>(std::max<int64_t>(0, buffered_.load())));
     }
     batch_->tick(true);
+    flush_usage();
   }
 
   // ---- the flusher (queue consumer, one entry at a time on a host worker) -------------------
@@ -465,7 +510,7 @@ class Billing final : public sdk::Plugin {
       int64_t v = 0;
       if (r.status == KG_OK) std::from_chars(r.data.data(), r.data.data() + r.data.size(), v);
       std::unique_lock lock(call->mu);
-      (is_hour ? call->hour : call->day) = v;
+      (is_hour ? call->hour : call->day) += v;
       if (--call->left > 0) return;
       json body = {{"tenant_id", call->tenant},
                    {"meters", {{"api_requests", {{"hour", call->hour}, {"day", call->day}}}}}};
@@ -473,9 +518,14 @@ class Billing final : public sdk::Plugin {
       lock.unlock();
       r2.complete(Response{200, body.dump(), {}, {}});
     };
+    const int64_t hour = now - now % kHourMs, day = now - now % kDayMs;
+    // Read what is pending before the store: a flush in between then counts twice at worst
+    // for an instant, never zero times.
+    call->hour = usage_not_stored(call->tenant, hour, hour + kHourMs);
+    call->day = usage_not_stored(call->tenant, day, day + kDayMs);
     for (bool is_hour : {true, false}) {
-      std::string key = is_hour ? usage_key(call->tenant, 'h', now - now % kHourMs)
-                                : usage_key(call->tenant, 'd', now - now % kDayMs);
+      std::string key = is_hour ? usage_key(call->tenant, 'h', hour)
+                                : usage_key(call->tenant, 'd', day);
       auto r = host().get(key, [answer, is_hour](const StoreResult& res) { answer(is_hour, res); });
       if (r) answer(is_hour, *r);
     }
@@ -608,6 +658,10 @@ class Billing final : public sdk::Plugin {
   uint64_t failures_ = 0;
   std::string last_error_;
   std::mt19937_64 rng_{std::random_device{}()};
+
+  std::mutex usage_mu_;  // guards usage_pending_ and usage_flushing_
+  UsageMap usage_pending_;
+  const UsageMap* usage_flushing_ = nullptr;  // the batch flush_usage is adding to the store
 
   std::mutex replay_mu_;  // guards replaying_
   std::set<uint64_t> replaying_;

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <csignal>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <thread>
@@ -62,6 +63,7 @@ struct Options {
   std::string store = "memory";
   std::string redis_url;
   bool webhooks = false;
+  std::string sink = "openmeter";
   std::string observed;  // the wh_observer fixture's file (set by the fixture)
 };
 
@@ -111,7 +113,7 @@ retry_backoff_ms = 50
 [[plugins]]
 name = "billing"
 [plugins.config]
-sink = "openmeter"
+sink = ")" + o.sink + R"("
 url = ")" + o.om_url +
        R"("
 api_key = "${OPENMETER_API_KEY:-)" +
@@ -120,10 +122,12 @@ timeout_ms = 1000
 connect_timeout_ms = 500
 backoff_initial_ms = 50
 backoff_max_ms = 1000
+)" + o.billing_extra +
+       R"(
 [plugins.config.prices]
 pro_monthly = "PRO"
 enterprise_yearly = "ENTERPRISE"
-)" + o.billing_extra;
+)";
   return c;
 }
 
@@ -449,6 +453,59 @@ TEST_F(Billing, MalformedOrUnknownSubscriptionEventsChangeNothing) {
   EXPECT_EQ(m("applied"), 0);
   EXPECT_EQ(alice_limit(*h), "100");
   EXPECT_EQ(h->get("/health/live").status, 200);
+}
+
+
+TEST_F(Billing, SigtermKeepsWhatItCouldNotSendAndTheNextStartSendsIt) {
+  TempDir data;
+  Options o = opts(om_.url());
+  o.billing_extra = "stop_flush_ms = 300\n";
+  auto h = start(o, {}, data.path().string());
+  om_.mode("503");
+  Load load;
+  run_load(h->port(), 30, 1, load);
+  h->process().signal(SIGTERM);
+  auto code = h->process().wait(15s);
+  ASSERT_TRUE(code.has_value());
+  EXPECT_EQ(*code, 0) << h->log();
+  EXPECT_NE(h->log().find("stay spooled"), std::string::npos) << h->log();
+  EXPECT_EQ(om_.unique_for("user_carol"), 0);
+  om_.mode("ok");
+  auto again = start(o, {}, data.path().string());
+  EXPECT_TRUE(wait_until([&] { return om_.unique_for("user_carol") == 30; }, 20s))
+      << om_.stats().dump();
+}
+
+TEST_F(Billing, LogSinkWritesOneJsonLinePerBatch) {
+  Options o = opts(om_.url());
+  o.sink = "log";
+  auto h = start(o);
+  Load load;
+  run_load(h->port(), 5, 1, load);
+  ASSERT_TRUE(wait_until([&] { return h->log().find("billing_batch") != std::string::npos; }));
+  auto log = h->log();
+  auto line = log.substr(log.rfind('\n', log.find("billing_batch")) + 1);
+  line = line.substr(0, line.find('\n'));
+  json j = json::parse(line, nullptr, false);
+  ASSERT_TRUE(j.is_object()) << line;
+  json batch = json::parse(j["msg"].get<std::string>(), nullptr, false);
+  ASSERT_TRUE(batch.is_object()) << line;
+  EXPECT_EQ(batch["events"][0]["type"], "api.request");
+  EXPECT_EQ(batch["events"][0]["subject"], "user_carol");
+  EXPECT_EQ(batch["events"][0]["data"]["route"], "/api/v1/health");
+  EXPECT_EQ(om_.stats()["raw"], 0);
+}
+
+TEST(BillingConfig, LocalStackConfigChecksWithTheEnvironment) {
+  auto r = run_kghost({"--config", KG_LOCAL_STACK_CONFIG, "--check"},
+                      {{"REDIS_URL", "redis://127.0.0.1:1"},
+                       {"NATS_SERVERS", "nats://127.0.0.1:1"},
+                       {"OPENMETER_URL", "http://127.0.0.1:1"},
+                       {"OPENMETER_API_KEY", "om_key"},
+                       {"STRIPE_WEBHOOK_SECRET", "whsec_a,whsec_b"}});
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  for (const char* p : {"(billing)", "(webhooks)", "(auth)", "(streaming)"})
+    EXPECT_NE(r.output.find(p), std::string::npos) << p << "\n" << r.output;
 }
 
 }  // namespace
