@@ -285,7 +285,7 @@ kg_status api_bus_publish(kg_plugin_ctx* c, kg_str topic, kg_str data, kg_str id
   return c->services->bus.publish(sv(topic), sv(data), sv(id)) ? KG_OK : KG_ERR_INVALID;
 }
 kg_status api_bus_publish_confirmed(kg_plugin_ctx* c, kg_str topic, kg_str data, kg_str id,
-                                   void (*done)(void*, kg_status), void* ud) {
+                                    void (*done)(void*, kg_status), void* ud) {
   if (!done) return KG_ERR_INVALID;
   auto published = c->services->bus.publish_confirmed(
       sv(topic), sv(data), sv(id), [done, ud](bool ok) { done(ud, ok ? KG_OK : KG_ERR_INTERNAL); });

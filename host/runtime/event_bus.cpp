@@ -102,9 +102,9 @@ struct Subscription {
   std::mutex mutex;  // guards queue, scheduled, closed, confirmed
   std::deque<BusEvent> queue;
   std::size_t confirmed = 0;  // events in `queue` that a publisher waits for
-  bool scheduled = false;  // a pool job owns the draining
-  bool running = false;    // a drain job is delivering now (at most one at a time)
-  bool closed = false;     // unsubscribed or bus stopped: nothing more starts
+  bool scheduled = false;     // a pool job owns the draining
+  bool running = false;       // a drain job is delivering now (at most one at a time)
+  bool closed = false;        // unsubscribed or bus stopped: nothing more starts
 };
 
 using SubList = std::vector<std::shared_ptr<Subscription>>;

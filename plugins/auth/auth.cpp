@@ -364,9 +364,8 @@ class Auth final : public sdk::Plugin {
       if (now < due) return;
       due = now + settings_.tier_refresh_ms;
     }
-    auto result = host().get("tier:" + tenant, [this, tenant](const StoreResult& r) {
-      apply_stored_tier(tenant, r);
-    });
+    auto result = host().get(
+        "tier:" + tenant, [this, tenant](const StoreResult& r) { apply_stored_tier(tenant, r); });
     if (result) apply_stored_tier(tenant, *result);
   }
 
@@ -414,7 +413,7 @@ class Auth final : public sdk::Plugin {
   mutable std::shared_mutex overrides_mu_;                  // guards overrides_
   std::unordered_map<std::string, std::string> overrides_;  // tenant -> tier (bus)
   std::atomic<bool> has_overrides_{false};
-  std::mutex refresh_mu_;                               // guards refresh_due_
+  std::mutex refresh_mu_;                                 // guards refresh_due_
   std::unordered_map<std::string, int64_t> refresh_due_;  // tenant -> next store read (unix ms)
 
   sdk::Metric::Series m_ok_, m_missing_, m_invalid_, m_limited_, m_store_error_;

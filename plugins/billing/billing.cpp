@@ -60,7 +60,7 @@ using sdk::StoreResult;
 using Clock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
 
-constexpr milliseconds kStoreWait{2000};    // a bus handler waits this long for the store
+constexpr milliseconds kStoreWait{2000};       // a bus handler waits this long for the store
 constexpr milliseconds kDeadAppendWait{5000};  // the consumer waits this long for a dead letter
 constexpr int64_t kHourMs = 3'600'000, kDayMs = 86'400'000;
 
@@ -112,9 +112,9 @@ class Billing final : public sdk::Plugin {
         cfg_.batch_size, cfg_.flush_interval, run_,
         [this](std::string entry, std::size_t n) { spool_batch(std::move(entry), n); });
 
-    auto events = host().metric(KG_METRIC_COUNTER, "kgents_openmeter_events_total",
-                                "Usage events by outcome (spooled, sent, dropped, dead_letter)",
-                                {"result"});
+    auto events =
+        host().metric(KG_METRIC_COUNTER, "kgents_openmeter_events_total",
+                      "Usage events by outcome (spooled, sent, dropped, dead_letter)", {"result"});
     for (auto r : {"spooled", "sent", "dropped", "dead_letter", "discarded"})
       m_events_.emplace(r, events.series({r}));
     m_flush_errors_ = host()
@@ -213,9 +213,8 @@ class Billing final : public sdk::Plugin {
     const kg_host_api* api = host().api();
     for (auto& [tenant, hours] : pending) {
       for (auto [hour, n] : hours) {
-        for (auto [window, start, ttl] :
-             {std::tuple{'h', hour, 2 * kHourMs + 60'000},
-              std::tuple{'d', hour - hour % kDayMs, 2 * kDayMs}}) {
+        for (auto [window, start, ttl] : {std::tuple{'h', hour, 2 * kHourMs + 60'000},
+                                          std::tuple{'d', hour - hour % kDayMs, 2 * kDayMs}}) {
           std::string key = usage_key(tenant, window, start);
           kg_store_result ignored{};
           ignored.struct_size = sizeof ignored;
@@ -300,8 +299,8 @@ class Billing final : public sdk::Plugin {
       return KG_OK;
     }
     if (cfg_.sink == Sink::log) {
-      host().info(std::string(R"({"billing_batch":)") + std::to_string(e->count) +
-                  R"(,"events":)" + std::string(e->body) + "}");
+      host().info(std::string(R"({"billing_batch":)") + std::to_string(e->count) + R"(,"events":)" +
+                  std::string(e->body) + "}");
       settle(*e, "sent");
       return KG_OK;
     }
@@ -358,8 +357,8 @@ class Billing final : public sdk::Plugin {
     if (auth) {
       backoff_ = cfg_.backoff_max;  // the key is wrong: retry at the longest backoff
     } else {
-      backoff_ = backoff_.count() == 0 ? cfg_.backoff_initial
-                                       : std::min(cfg_.backoff_max, backoff_ * 2);
+      backoff_ =
+          backoff_.count() == 0 ? cfg_.backoff_initial : std::min(cfg_.backoff_max, backoff_ * 2);
     }
     // Jitter in [backoff/2, backoff], so replicas recovering together do not stampede.
     std::uniform_int_distribution<int64_t> jitter(backoff_.count() / 2, backoff_.count());
@@ -369,8 +368,8 @@ class Billing final : public sdk::Plugin {
     failing_.store(true);
     if (failures_ == 1 || auth || failures_ % 20 == 0)
       host().warn("billing: " + last_error_ + (auth ? " (check OPENMETER_API_KEY)" : "") +
-                  "; batches stay spooled, next attempt in " +
-                  std::to_string(backoff_.count()) + " ms at most");
+                  "; batches stay spooled, next attempt in " + std::to_string(backoff_.count()) +
+                  " ms at most");
   }
 
   std::string last_error() {
@@ -524,8 +523,8 @@ class Billing final : public sdk::Plugin {
     call->hour = usage_not_stored(call->tenant, hour, hour + kHourMs);
     call->day = usage_not_stored(call->tenant, day, day + kDayMs);
     for (bool is_hour : {true, false}) {
-      std::string key = is_hour ? usage_key(call->tenant, 'h', hour)
-                                : usage_key(call->tenant, 'd', day);
+      std::string key =
+          is_hour ? usage_key(call->tenant, 'h', hour) : usage_key(call->tenant, 'd', day);
       auto r = host().get(key, [answer, is_hour](const StoreResult& res) { answer(is_hour, res); });
       if (r) answer(is_hour, *r);
     }
@@ -586,9 +585,11 @@ class Billing final : public sdk::Plugin {
                   " (Stripe event " + c.event_id + ")");
   }
 
-  void publish_tier(const std::string& tenant, const std::string& tier,
-                    const std::string& previous, const std::string& event_id) {
-    json ev = {{"tenant_id", tenant}, {"tier", tier}, {"previous_tier", previous},
+  void publish_tier(const std::string& tenant, const std::string& tier, const std::string& previous,
+                    const std::string& event_id) {
+    json ev = {{"tenant_id", tenant},
+               {"tier", tier},
+               {"previous_tier", previous},
                {"stripe_event_id", event_id}};
     host().publish("billing.tier_changed", ev.dump());
   }

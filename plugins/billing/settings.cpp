@@ -45,10 +45,18 @@ std::string get_string(const json& cfg, const char* key) {
 Settings parse_settings(std::string_view text) {
   json cfg = json::parse(text, nullptr, false);
   if (!cfg.is_object()) throw std::runtime_error("billing config: not a table");
-  static const std::unordered_set<std::string> known = {
-      "sink",          "url",           "api_key",           "batch_size",
-      "flush_interval_ms", "connect_timeout_ms", "timeout_ms", "backoff_initial_ms",
-      "backoff_max_ms", "stop_flush_ms", "max_spool_bytes", "prices"};
+  static const std::unordered_set<std::string> known = {"sink",
+                                                        "url",
+                                                        "api_key",
+                                                        "batch_size",
+                                                        "flush_interval_ms",
+                                                        "connect_timeout_ms",
+                                                        "timeout_ms",
+                                                        "backoff_initial_ms",
+                                                        "backoff_max_ms",
+                                                        "stop_flush_ms",
+                                                        "max_spool_bytes",
+                                                        "prices"};
   for (auto& [k, v] : cfg.items())
     if (!known.count(k)) bad(k, "is not a known key");
   Settings s;
@@ -75,8 +83,7 @@ Settings parse_settings(std::string_view text) {
   s.connect_timeout =
       std::chrono::milliseconds(get_int(cfg, "connect_timeout_ms", 2000, 10, 60000));
   s.timeout = std::chrono::milliseconds(get_int(cfg, "timeout_ms", 5000, 10, 120000));
-  s.backoff_initial =
-      std::chrono::milliseconds(get_int(cfg, "backoff_initial_ms", 200, 1, 600000));
+  s.backoff_initial = std::chrono::milliseconds(get_int(cfg, "backoff_initial_ms", 200, 1, 600000));
   s.backoff_max = std::chrono::milliseconds(get_int(cfg, "backoff_max_ms", 30000, 1, 3600000));
   if (s.backoff_max < s.backoff_initial) bad("backoff_max_ms", "must be >= backoff_initial_ms");
   s.stop_flush = std::chrono::milliseconds(get_int(cfg, "stop_flush_ms", 3000, 0, 600000));

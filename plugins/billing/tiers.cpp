@@ -53,9 +53,8 @@ Reading read_subscription_event(std::string_view topic, std::string_view data,
     r.detail = "the event has no data.object";
     return r;
   }
-  const json* meta = obj->contains("metadata") && (*obj)["metadata"].is_object()
-                         ? &(*obj)["metadata"]
-                         : nullptr;
+  const json* meta =
+      obj->contains("metadata") && (*obj)["metadata"].is_object() ? &(*obj)["metadata"] : nullptr;
   if (!meta || !meta->contains("tenant_id") || !(*meta)["tenant_id"].is_string() ||
       !valid_tenant((*meta)["tenant_id"].get<std::string>())) {
     r.why = "no_tenant";

@@ -88,10 +88,10 @@ struct Config {
   uint64_t max_queue_depth = 200000;  // entries waiting to be processed; past it: 503
   int retry_after_s = 5;
   milliseconds claim_lease{10000};
-  milliseconds store_timeout{5000};  // consumer waits for a store answer at most this long
+  milliseconds store_timeout{5000};     // consumer waits for a store answer at most this long
   milliseconds confirm_timeout{10000};  // consumer waits for bus subscribers at most this long
-  std::string journal_dir;           // empty: <host data_dir>/webhooks
-  uint64_t journal_rotate = 100000;  // ids per journal generation (two are kept)
+  std::string journal_dir;              // empty: <host data_dir>/webhooks
+  uint64_t journal_rotate = 100000;     // ids per journal generation (two are kept)
 };
 
 [[noreturn]] void bad(const std::string& key, const std::string& why) {
@@ -121,9 +121,9 @@ Config parse_config(std::string_view text) {
   json cfg = json::parse(text, nullptr, false);
   if (!cfg.is_object()) throw std::runtime_error("webhooks config: not a table");
   static const std::unordered_set<std::string> known = {
-      "secrets",         "tolerance_s",   "idempotency_ttl_s", "rate_limit",
-      "rate_window_ms",  "max_attempts",  "retry_backoff_ms",  "max_queue_bytes",
-      "max_queue_depth", "retry_after_s", "claim_lease_ms",    "store_timeout_ms",
+      "secrets",         "tolerance_s",    "idempotency_ttl_s", "rate_limit",
+      "rate_window_ms",  "max_attempts",   "retry_backoff_ms",  "max_queue_bytes",
+      "max_queue_depth", "retry_after_s",  "claim_lease_ms",    "store_timeout_ms",
       "journal_dir",     "journal_rotate", "confirm_timeout_ms"};
   for (auto& [k, v] : cfg.items())
     if (!known.count(k)) bad(k, "is not a known key");

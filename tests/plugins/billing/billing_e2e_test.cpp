@@ -28,11 +28,11 @@ const std::string kOmKey = "om_test_key";
 class Receiver {
  public:
   Receiver() : events_port_(free_port()), control_port_(free_port()) {
-    proc_ = std::make_unique<Process>(std::vector<std::string>{
-        "python3", KG_OPENMETER_RECEIVER, std::to_string(events_port_),
-        std::to_string(control_port_), kOmKey});
-    EXPECT_TRUE(wait_until([&] { return port_open(control_port_) && port_open(events_port_); },
-                           15s))
+    proc_ = std::make_unique<Process>(
+        std::vector<std::string>{"python3", KG_OPENMETER_RECEIVER, std::to_string(events_port_),
+                                 std::to_string(control_port_), kOmKey});
+    EXPECT_TRUE(
+        wait_until([&] { return port_open(control_port_) && port_open(events_port_); }, 15s))
         << proc_->output();
   }
   std::string url() const { return "http://127.0.0.1:" + std::to_string(events_port_); }
@@ -75,9 +75,10 @@ Options opts(const std::string& om_url, bool webhooks = false) {
 }
 
 std::string config(const Options& o) {
-  std::string c = "plugin_dir = \"${KG_PLUGIN_DIR}\"\ndata_dir = \"${KG_DATA_DIR}\"\n"
-                  "[server]\ndrain_timeout_s = 5\n[store]\nbackend = \"" +
-                  o.store + "\"\n";
+  std::string c =
+      "plugin_dir = \"${KG_PLUGIN_DIR}\"\ndata_dir = \"${KG_DATA_DIR}\"\n"
+      "[server]\ndrain_timeout_s = 5\n[store]\nbackend = \"" +
+      o.store + "\"\n";
   if (!o.redis_url.empty()) c += "redis_url = \"" + o.redis_url + "\"\n";
   c += R"(
 [[plugins]]
@@ -88,7 +89,8 @@ path = "${KG_TEST_PLUGIN_DIR}/kg_wh_admin_auth.so"
 name = "wh_observer"
 path = "${KG_TEST_PLUGIN_DIR}/kg_wh_observer.so"
 [plugins.config]
-file = ")" + o.observed + R"("
+file = ")" +
+       o.observed + R"("
 
 [[plugins]]
 name = "devkeys"
@@ -105,7 +107,8 @@ limit = 100000000
 [[plugins]]
 name = "webhooks"
 [plugins.config]
-secrets = ")" + kSecret +
+secrets = ")" +
+         kSecret +
          R"("
 retry_backoff_ms = 50
 )";
@@ -113,8 +116,10 @@ retry_backoff_ms = 50
 [[plugins]]
 name = "billing"
 [plugins.config]
-sink = ")" + o.sink + R"("
-url = ")" + o.om_url +
+sink = ")" +
+       o.sink + R"("
+url = ")" +
+       o.om_url +
        R"("
 api_key = "${OPENMETER_API_KEY:-)" +
        kOmKey + R"(}"
@@ -154,8 +159,7 @@ void run_load(uint16_t port, int total, int threads, Load& load, const std::stri
   for (int t = 0; t < threads; ++t) {
     ts.emplace_back([&] {
       auto client = std::make_unique<RawClient>(port);
-      const std::string req =
-          "GET /api/v1/health HTTP/1.1\r\nHost: t\r\n" + key + "\r\n\r\n";
+      const std::string req = "GET /api/v1/health HTTP/1.1\r\nHost: t\r\n" + key + "\r\n\r\n";
       while ((!stop || !stop->load()) && next.fetch_add(1) < total) {
         if (!client->connected() || !client->send(req)) return;
         load.sent++;
@@ -193,10 +197,9 @@ TEST_F(Billing, OutageOfTenSecondsLosesNoEventAndSendsEachIdOnce) {
   std::thread driver([&] { run_load(h->port(), 10000, 4, load); });
   // The outage goes through every failure mode the receiver has, 2.5 s each.
   for (const char* m : {"503", "429", "close"}) {
-    std::this_thread::sleep_until(outage_start + 2500ms *
-                                                      (std::string(m) == "503"     ? 1
-                                                       : std::string(m) == "429" ? 2
-                                                                                 : 3));
+    std::this_thread::sleep_until(outage_start + 2500ms * (std::string(m) == "503"   ? 1
+                                                           : std::string(m) == "429" ? 2
+                                                                                     : 3));
     om_.mode(m);
   }
   driver.join();
@@ -318,9 +321,9 @@ TEST_F(Billing, RefusedBatchGoesToDeadLettersAndReplays) {
   EXPECT_EQ(h->post("/admin/billing/dead-letter/999999/replay", "", kAdmin).status, 404);
   om_.mode("ok");
   for (auto& d : list["dead_letters"]) {
-    auto r = h->post("/admin/billing/dead-letter/" + std::to_string(d["id"].get<uint64_t>()) +
-                         "/replay",
-                     "", kAdmin);
+    auto r =
+        h->post("/admin/billing/dead-letter/" + std::to_string(d["id"].get<uint64_t>()) + "/replay",
+                "", kAdmin);
     EXPECT_EQ(r.status, 200) << r.body;
   }
   EXPECT_TRUE(wait_until([&] { return om_.unique_for("user_carol") == 20; }, 15s))
@@ -356,8 +359,8 @@ int64_t now_s() {
       .count();
 }
 
-std::string subscription_event(const std::string& id, const std::string& type,
-                               const json& metadata, const std::string& lookup_key) {
+std::string subscription_event(const std::string& id, const std::string& type, const json& metadata,
+                               const std::string& lookup_key) {
   json item = {{"price", {{"id", "price_1"}, {"lookup_key", lookup_key}}}};
   json e = {{"id", id}, {"object", "event"}, {"type", type}, {"created", now_s()}};
   e["data"] = {{"object",
@@ -371,8 +374,8 @@ std::string subscription_event(const std::string& id, const std::string& type,
 HttpResult post_webhook(const KgHost& h, const std::string& body) {
   const int64_t t = now_s();
   return h.post("/webhooks/stripe", body,
-                {"Content-Type: application/json",
-                 "Stripe-Signature: t=" + std::to_string(t) + ",v1=" + webhooks::sign(kSecret, t, body)});
+                {"Content-Type: application/json", "Stripe-Signature: t=" + std::to_string(t) +
+                                                       ",v1=" + webhooks::sign(kSecret, t, body)});
 }
 
 std::string alice_limit(const KgHost& h) {
@@ -393,8 +396,8 @@ TEST_F(Billing, SubscriptionChangesTheTierOnBothReplicasWithinASecond) {
                                                {{"tenant_id", "user_alice"}}, "pro_monthly"));
   ASSERT_EQ(r.status, 200) << r.body;
   const auto t0 = Clock::now();
-  ASSERT_TRUE(wait_until([&] { return alice_limit(*a) == "1000" && alice_limit(*b) == "1000"; },
-                         5s, 20ms));
+  ASSERT_TRUE(
+      wait_until([&] { return alice_limit(*a) == "1000" && alice_limit(*b) == "1000"; }, 5s, 20ms));
   const double up_s = std::chrono::duration<double>(Clock::now() - t0).count();
   EXPECT_LT(up_s, 2.0) << "the contract says 1 s; allowing for a loaded machine";
   EXPECT_EQ(redis.cli({"GET", "tier:user_alice"}), "PRO\n");
@@ -432,13 +435,14 @@ TEST_F(Billing, MalformedOrUnknownSubscriptionEventsChangeNothing) {
   const std::vector<std::string> bodies = {
       subscription_event("evt_u1", "customer.subscription.updated", {{"tenant_id", "user_alice"}},
                          "no_such_price"),
-      subscription_event("evt_u2", "customer.subscription.updated", json::object(),
-                         "pro_monthly"),
+      subscription_event("evt_u2", "customer.subscription.updated", json::object(), "pro_monthly"),
       subscription_event("evt_u3", "customer.subscription.updated", {{"tenant_id", 42}},
                          "pro_monthly"),
       subscription_event("evt_u4", "customer.subscription.deleted", {{"tenant_id", "a b"}}, ""),
-      json({{"id", "evt_u5"}, {"type", "customer.subscription.updated"},
-            {"data", {{"object", {{"items", "nope"}, {"metadata", {{"tenant_id", "user_alice"}}}}}}}})
+      json({{"id", "evt_u5"},
+            {"type", "customer.subscription.updated"},
+            {"data",
+             {{"object", {{"items", "nope"}, {"metadata", {{"tenant_id", "user_alice"}}}}}}}})
           .dump(),
   };
   for (auto& b : bodies) ASSERT_EQ(post_webhook(*h, b).status, 200) << b;
@@ -454,7 +458,6 @@ TEST_F(Billing, MalformedOrUnknownSubscriptionEventsChangeNothing) {
   EXPECT_EQ(alice_limit(*h), "100");
   EXPECT_EQ(h->get("/health/live").status, 200);
 }
-
 
 TEST_F(Billing, SigtermKeepsWhatItCouldNotSendAndTheNextStartSendsIt) {
   TempDir data;
