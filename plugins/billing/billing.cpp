@@ -17,9 +17,12 @@
 //      batch, counts it and turns health degraded; the request itself never notices.
 //   3. The queue consumer sends each entry as one batch and acknowledges it only after a 2xx.
 //      5xx/429/timeouts/connection errors: exponential backoff with jitter (a gate shared by all
-//      entries, so an outage costs one attempt per backoff, not one per entry). 401/403: kept,
-//      retried at backoff_max, health unhealthy. Other 4xx: the batch moves to the billing dead
-//      letters (a second queue) with OpenMeter's answer, and the spool entry is acknowledged.
+//      entries, so an outage costs one attempt per backoff, not one per entry). A batch that
+//      was not sent is parked in the queue's dead-letter set (durable, survives kill -9);
+//      billing.unparker sends one back as a probe when the backoff has run out, and all of them
+//      once OpenMeter accepts again. 401/403: kept, probed at backoff_max, health unhealthy.
+//      Other 4xx: the batch moves to the billing dead letters (a second queue) with OpenMeter's
+//      answer, and the spool entry is acknowledged.
 //   4. stop() (SIGTERM): closes the open batch, then lets the consumer send for up to
 //      stop_flush_ms; whatever is left stays spooled for the next start.
 //
@@ -96,9 +99,11 @@ class Billing final : public sdk::Plugin {
         book_(std::filesystem::path(std::string(h.data_dir())) / "billing") {
     if (run_.size() != 8) throw std::runtime_error("billing: OpenSSL RAND_bytes failed");
     kg_queue_options qo{};
-    qo.max_attempts = 1'000'000'000;  // network trouble never dead-letters; the data decides
+    // A batch that could not be sent is parked (the queue's dead letters) at its first failure
+    // and unparked by billing.unparker once OpenMeter answers again: the queue's own per-entry
+    // backoff would otherwise keep batches waiting up to a minute after an outage ends.
+    qo.max_attempts = 1;
     qo.max_bytes = cfg_.max_spool_bytes;
-    qo.retry_backoff_ms = static_cast<uint32_t>(cfg_.backoff_initial.count());
     spool_ = host().queue("events", qo);
     if (!spool_) throw std::runtime_error("billing: cannot open the durable queue \"events\"");
     kg_queue_options dq{};
@@ -132,6 +137,9 @@ class Billing final : public sdk::Plugin {
 
     observer([this](Request& req, const kg_observation& obs) { meter(req, obs); });
     run("billing.spooler", [this](kg_stop* s) { spooler(s); });
+    run("billing.unparker", [this](kg_stop* s) {
+      while (!stop_wait(s, milliseconds(50))) unpark();
+    });
     route({.method = "GET", .path = "/api/v1/usage", .summary = "The caller's tenant's usage"},
           [this](Request& req) { on_usage(req); });
     route({.method = "GET",
@@ -164,10 +172,11 @@ class Billing final : public sdk::Plugin {
     batch_->tick(true);
     while (appends_in_flight_.load() > 0 && Clock::now() < deadline)
       std::this_thread::sleep_for(milliseconds(2));
-    if (cfg_.sink != Sink::none)
-      while (spool_.depth() > 0 && Clock::now() < deadline)
-        std::this_thread::sleep_for(milliseconds(10));
-    host().info("billing: stopped; " + std::to_string(spool_.depth()) +
+    while ((spool_.depth() > 0 || parked_.load() > 0) && Clock::now() < deadline) {
+      unpark();
+      std::this_thread::sleep_for(milliseconds(10));
+    }
+    host().info("billing: stopped; " + std::to_string(spool_.depth() + parked_.load()) +
                 " batches stay spooled for the next start");
   }
 
@@ -281,6 +290,29 @@ class Billing final : public sdk::Plugin {
 
   // ---- the flusher (queue consumer, one entry at a time on a host worker) -------------------
 
+  // Moves parked batches back into delivery: all of them while OpenMeter accepts batches, one
+  // (a probe) when the backoff of a failing OpenMeter has run out. [task: billing.unparker]
+  void unpark() {
+    bool failing = false;
+    {
+      std::lock_guard lock(gate_mu_);
+      if (Clock::now() < next_try_) return;
+      failing = failures_ > 0;
+    }
+    if (failing && probe_out_.load()) return;
+    std::vector<uint64_t> ids;
+    uint64_t parked = 0;
+    spool_.list_dead([&](const QueueEntry& e) {
+      parked++;
+      if (!failing || ids.empty()) ids.push_back(e.id);
+      return true;
+    });
+    if (failing && !ids.empty()) probe_out_.store(true);
+    for (uint64_t id : ids)
+      if (spool_.replay(id) == KG_OK) parked--;
+    parked_.store(parked);
+  }
+
   // The events of an entry this run spooled leave `buffered` once they are settled.
   void settle(const SpoolEntry& e, const char* result) {
     if (e.run == run_) buffered_.fetch_sub(static_cast<int64_t>(e.count));
@@ -316,6 +348,7 @@ class Billing final : public sdk::Plugin {
       }
     }
     SendResult r = client_->send(e->body, e->traceparent);
+    probe_out_.store(false);
     switch (r.verdict) {
       case Verdict::sent:
         on_sent();
@@ -628,6 +661,7 @@ class Billing final : public sdk::Plugin {
               {"openmeter", om},
               {"buffered", buffered},
               {"spool_batches", spool_.depth()},
+              {"parked_batches", parked_.load()},
               {"dropped", dropped_.load()},
               {"dead_letters", dead_letters_.load()},
               {"flush_errors", flush_errors_.load()}};
@@ -652,6 +686,8 @@ class Billing final : public sdk::Plugin {
   std::atomic<int> appends_in_flight_{0};
   std::atomic<bool> stopping_{false}, auth_failed_{false}, failing_{false};
   std::atomic<int64_t> stop_deadline_ms_{0};
+  std::atomic<uint64_t> parked_{0};     // batches waiting for OpenMeter (last count seen)
+  std::atomic<bool> probe_out_{false};  // a parked batch was unparked to probe OpenMeter
 
   std::mutex gate_mu_;  // guards the backoff state below
   Clock::time_point next_try_{};
