@@ -343,12 +343,14 @@ class Billing final : public sdk::Plugin {
     {
       std::lock_guard lock(gate_mu_);
       if (Clock::now() < next_try_) {
+        // A probe that meets a gate closed again meanwhile must not block the next one.
+        probe_out_.store(false);
         spool_.fail_reason("backing off after: " + last_error_);
         return KG_ERR_RETRY;
       }
     }
     SendResult r = client_->send(e->body, e->traceparent);
-    probe_out_.store(false);
+    probe_out_.store(false);  // settled: the unparker may probe again
     switch (r.verdict) {
       case Verdict::sent:
         on_sent();

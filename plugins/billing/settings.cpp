@@ -79,7 +79,7 @@ Settings parse_settings(std::string_view text) {
       bad("url", "must start with http:// or https://");
   }
   s.batch_size = static_cast<std::size_t>(get_int(cfg, "batch_size", 100, 1, 10000));
-  s.flush_interval = std::chrono::milliseconds(get_int(cfg, "flush_interval_ms", 50, 1, 80));
+  s.flush_interval = std::chrono::milliseconds(get_int(cfg, "flush_interval_ms", 25, 1, 80));
   s.connect_timeout =
       std::chrono::milliseconds(get_int(cfg, "connect_timeout_ms", 2000, 10, 60000));
   s.timeout = std::chrono::milliseconds(get_int(cfg, "timeout_ms", 5000, 10, 120000));

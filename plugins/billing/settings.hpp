@@ -19,7 +19,7 @@ struct Settings {
   // event, whichever comes first. The interval is capped at 80 ms because an entry is only
   // written when it closes, and a request answered 100 ms before a crash must be on disk.
   std::size_t batch_size = 100;
-  std::chrono::milliseconds flush_interval{50};
+  std::chrono::milliseconds flush_interval{25};
   std::chrono::milliseconds connect_timeout{2000};
   std::chrono::milliseconds timeout{5000};
   std::chrono::milliseconds backoff_initial{200};

@@ -8,6 +8,7 @@
 #include <csignal>
 #include <mutex>
 #include <nlohmann/json.hpp>
+#include <sstream>
 #include <thread>
 
 #include "host.hpp"
@@ -153,7 +154,8 @@ struct Load {
   std::atomic<int> sent{0};
 };
 void run_load(uint16_t port, int total, int threads, Load& load, const std::string& key = kCarol,
-              const std::atomic<bool>* stop = nullptr) {
+              const std::atomic<bool>* stop = nullptr,
+              std::chrono::microseconds pause = std::chrono::microseconds(0)) {
   std::vector<std::thread> ts;
   std::atomic<int> next{0};
   for (int t = 0; t < threads; ++t) {
@@ -165,8 +167,11 @@ void run_load(uint16_t port, int total, int threads, Load& load, const std::stri
         load.sent++;
         auto r = client->read_response(5s);
         if (r.status == 0) return;
-        std::lock_guard lock(load.mu);
-        load.answered.push_back(Clock::now());
+        {
+          std::lock_guard lock(load.mu);
+          load.answered.push_back(Clock::now());
+        }
+        if (pause.count()) std::this_thread::sleep_for(pause);
       }
     });
   }
@@ -237,18 +242,28 @@ TEST_F(Billing, KillNineDuringLoadKeepsEveryEventAnsweredBeforeIt) {
   om_.mode("503");  // events pile up in the spool; some batches are in flight at the kill
   Load load;
   std::atomic<bool> stop{false};
-  // Two connections: enough load to keep many batches in the spool and in flight, without
-  // starving the host's committer thread of CPU on a 2-core machine.
-  std::thread driver([&] { run_load(h->port(), 1000000, 2, load, kCarol, &stop); });
+  // One paced connection (a few thousand requests/s): enough to keep many batches in the spool
+  // and one in flight, without starving the host's committer thread of CPU on a shared 2-core
+  // machine (at full speed the client and I/O threads can hold its group commit back for more
+  // than the 100 ms the contract allows — see the queue metrics printed on failure).
+  std::thread driver([&] { run_load(h->port(), 1000000, 1, load, kCarol, &stop, 200us); });
   ASSERT_TRUE(wait_until(
       [&] {
         std::lock_guard lock(load.mu);
-        return load.answered.size() >= 3000;
+        return load.answered.size() >= 2000;
       },
       30s));
   om_.mode("slow");
   std::this_thread::sleep_for(300ms);  // a batch is in flight (the receiver holds it 10 s)
   const json before = billing_health(*h);
+  std::string queue_metrics;
+  {
+    std::string m = h->get("/wh-test/metrics").body, line;
+    std::istringstream in(m);
+    while (std::getline(in, line))
+      if (line.find("billing.events") != std::string::npos && line.find("le=") == std::string::npos)
+        queue_metrics += line + "\n";
+  }
   const auto kill_time = Clock::now();
   h->restart_after_kill();
   stop = true;
@@ -261,7 +276,8 @@ TEST_F(Billing, KillNineDuringLoadKeepsEveryEventAnsweredBeforeIt) {
   EXPECT_TRUE(wait_until(
       [&] { return static_cast<size_t>(om_.unique_for("user_carol")) >= must_have; }, 40s))
       << om_.stats().dump() << " must have " << must_have << "; billing before the kill "
-      << before.dump();
+      << before.dump() << "\n"
+      << queue_metrics;
   json s = om_.stats();
   const int unique = s["by_subject"].value("user_carol", 0);
   EXPECT_GE(static_cast<size_t>(unique), must_have) << s.dump();
