@@ -656,11 +656,10 @@ class Billing final : public sdk::Plugin {
     kg_health_status overall = openmeter;
     if (dropping && overall == KG_HEALTHY) overall = KG_DEGRADED;
     const int64_t buffered = std::max<int64_t>(0, buffered_.load());
-    json om = {{"status", cfg_.sink == Sink::openmeter ? status_name(openmeter) : "disabled"},
-               {"buffered", buffered}};
     static constexpr const char* kSinks[] = {"openmeter", "log", "none"};
     json d = {{"sink", kSinks[static_cast<int>(cfg_.sink)]},
-              {"openmeter", om},
+              // Read by /health/saas (observability) as openmeter {status, buffered}.
+              {"openmeter", cfg_.sink == Sink::openmeter ? status_name(openmeter) : "disabled"},
               {"buffered", buffered},
               {"spool_batches", spool_.depth()},
               {"parked_batches", parked_.load()},

@@ -213,7 +213,7 @@ TEST_F(Billing, OutageOfTenSecondsLosesNoEventAndSendsEachIdOnce) {
   EXPECT_EQ(om_.unique_for("user_carol"), 0) << "nothing may be accepted during the outage";
   json during = billing_health(*h);
   EXPECT_EQ(during["status"], "degraded") << during.dump();
-  EXPECT_GT(during["openmeter"]["buffered"].get<int>(), 0) << during.dump();
+  EXPECT_GT(during["buffered"].get<int>(), 0) << during.dump();
   std::this_thread::sleep_until(outage_start + 10s);
   om_.mode("ok");
   const auto recovered = Clock::now();
@@ -230,7 +230,7 @@ TEST_F(Billing, OutageOfTenSecondsLosesNoEventAndSendsEachIdOnce) {
   EXPECT_TRUE(wait_until([&] { return billing_health(*h)["status"] == "healthy"; }, 10s))
       << billing_health(*h).dump() << "\n"
       << h->log();
-  EXPECT_EQ(billing_health(*h)["openmeter"]["buffered"], 0);
+  EXPECT_EQ(billing_health(*h)["buffered"], 0);
   auto metrics = h->get("/wh-test/metrics").body;
   EXPECT_NE(metrics.find("kgents_openmeter_events_total{result=\"sent\"}"), std::string::npos);
   EXPECT_NE(metrics.find("kgents_openmeter_flush_errors_total"), std::string::npos);
@@ -297,8 +297,8 @@ TEST_F(Billing, WrongKeyKeepsEventsAndTurnsHealthUnhealthy) {
       << billing_health(*h).dump() << "\n"
       << h->log();
   EXPECT_EQ(h->get("/health").status, 503);
-  EXPECT_EQ(billing_health(*h)["openmeter"]["status"], "unhealthy");
-  EXPECT_EQ(billing_health(*h)["openmeter"]["buffered"], 50);
+  EXPECT_EQ(billing_health(*h)["openmeter"], "unhealthy");
+  EXPECT_EQ(billing_health(*h)["buffered"], 50);
   EXPECT_EQ(om_.unique_for("user_carol"), 0);
   EXPECT_GE(om_.stats()["invalid"].get<int>(), 1);  // the receiver saw (and refused) the key
   EXPECT_NE(h->get("/admin/billing/dead-letter", kAdmin).body.find("\"count\":0"),
