@@ -104,6 +104,7 @@ int run(kghost::HostConfig& cfg, bool check_only, const sigset_t& signals) {
   int sig = 0;
   sigwait(&signals, &sig);
   state.ready = false;
+  pipeline.begin_shutdown();  // streams ended from here on are reported as ended by the host
   log.info(std::string("received ") + (sig == SIGINT ? "SIGINT" : "SIGTERM") +
            ": draining (up to " + std::to_string(cfg.server.drain_timeout.count()) + " s)");
   bool drained = server.drain(cfg.server.drain_timeout);

@@ -37,6 +37,69 @@ bool has_scope(std::string_view scopes, std::string_view wanted) {
   return false;
 }
 
+// What observers are told; views borrow from the exchange.
+kg_observation observation(const Exchange& ex, uint16_t status, uint64_t response_bytes) {
+  kg_observation obs{};
+  obs.struct_size = sizeof obs;
+  auto m = ex.method();
+  obs.method = {m.data(), m.size()};
+  if (ex.match.route) obs.route = {ex.match.route->path.data(), ex.match.route->path.size()};
+  obs.status = status;
+  obs.duration_ns = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                              std::chrono::steady_clock::now() - ex.started)
+                                              .count());
+  obs.request_bytes = ex.request_bytes;
+  obs.response_bytes = response_bytes;
+  return obs;
+}
+
+// Whether a filter's scope covers this (matched) request.
+bool runs_on(const FilterEntry& f, const Exchange& ex) {
+  switch (f.scope) {
+    case KG_FILTER_OWN_ROUTES:
+      return ex.match.route->owner == f.owner;
+    case KG_FILTER_PATH_PREFIX: {
+      std::string_view path = ex.path, prefix = f.path_prefix;
+      return path.substr(0, prefix.size()) == prefix &&
+             (path.size() == prefix.size() || prefix.back() == '/' || path[prefix.size()] == '/');
+    }
+    default:
+      return true;
+  }
+}
+
+// A stream as the plugin sees it: counts the body bytes it accepts and reports its end to the
+// stream observers exactly once, whoever ends it (client, plugin, host shutdown).
+class ObservedStream final : public StreamState {
+ public:
+  struct Meter {  // shared with the transport's on_closed callback, which outlives nothing
+    std::shared_ptr<Exchange> ex;  // keeps the request readable for the observers
+    uint16_t status = 0;
+    std::atomic<uint64_t> bytes{0};
+    std::atomic<bool> plugin_closing{false}, ended{false};
+    void end(kg_stream_end_reason reason) {
+      if (!ended.exchange(true)) ex->pipeline->observe_stream_end(*ex, status, bytes, reason);
+    }
+  };
+  ObservedStream(std::shared_ptr<Meter> meter, std::shared_ptr<StreamState> inner)
+      : meter_(std::move(meter)), inner_(std::move(inner)) {}
+  int32_t write(std::string_view data) override {
+    int32_t st = inner_->write(data);
+    if (st == KG_OK) meter_->bytes += data.size();
+    return st;
+  }
+  void close() override {
+    meter_->plugin_closing = true;
+    inner_->close();  // runs on_closed (and so Meter::end) unless the client left first
+    meter_->end(KG_STREAM_CLOSED_BY_PLUGIN);
+  }
+  void abort() override { inner_->abort(); }
+
+ private:
+  std::shared_ptr<Meter> meter_;
+  std::shared_ptr<StreamState> inner_;
+};
+
 }  // namespace
 
 HttpResponse error_response(uint16_t status, std::string_view code, std::string_view message,
@@ -108,6 +171,20 @@ void Pipeline::add_filter(FilterEntry filter) {
 
 void Pipeline::add_observer(ObserverEntry observer) { observers_.push_back(std::move(observer)); }
 
+void Pipeline::add_stream_observer(ObserverEntry observer) {
+  stream_observers_.push_back(std::move(observer));
+}
+
+void Pipeline::take_out_of_service(const std::string& owner) {
+  for (const RouteInfo* r : router_.routes()) {
+    if (r->owner == owner) handlers_[r->handler].unavailable = true;
+  }
+  auto owned = [&](const auto& e) { return e.owner == owner; };
+  std::erase_if(filters_, owned);
+  std::erase_if(observers_, owned);
+  std::erase_if(stream_observers_, owned);
+}
+
 void Pipeline::handle(const std::shared_ptr<Exchange>& ex) {
   ex->pipeline = this;
   auto incoming_id = ex->header("x-request-id", 0);
@@ -138,12 +215,20 @@ void Pipeline::handle(const std::shared_ptr<Exchange>& ex) {
     finish(*ex, std::move(r));
     return;
   }
+  if (handlers_[ex->match.route->handler].unavailable) {
+    finish(*ex, error_response(503, "unavailable",
+                               "the plugin serving this route (" + ex->match.route->owner +
+                                   ") failed to start",
+                               ex->request_id));
+    return;
+  }
   run_filters(ex);
 }
 
 void Pipeline::run_filters(const std::shared_ptr<Exchange>& ex) {
   while (ex->next_filter < filters_.size()) {
     const FilterEntry& f = filters_[ex->next_filter++];
+    if (!runs_on(f, *ex)) continue;
     kg_status st = f.fn(f.user_data, as_request(ex.get()));
     if (!settle(ex, st, true, f.owner)) return;
   }
@@ -255,26 +340,35 @@ std::shared_ptr<StreamState> Pipeline::begin_stream(Exchange& ex, HttpResponse&&
   ex.phase = Exchange::Phase::responded;
   ex.streaming = true;
   for (auto& h : ex.extra_headers) head.headers.push_back(h);
-  uint16_t status = head.status;
-  auto stream = ex.transport->begin_stream(std::move(head), std::move(on_closed));
-  observe(ex, status, 0);
-  return stream;
+  auto meter = std::make_shared<ObservedStream::Meter>();
+  meter->ex = ex.shared_from_this();
+  meter->status = head.status;
+  auto inner = ex.transport->begin_stream(
+      std::move(head), [this, meter, on_closed = std::move(on_closed)] {
+        meter->end(meter->plugin_closing ? KG_STREAM_CLOSED_BY_PLUGIN
+                   : shutting_down_      ? KG_STREAM_HOST_SHUTDOWN
+                                         : KG_STREAM_CLIENT_GONE);
+        if (on_closed) on_closed();
+      });
+  observe(ex, meter->status, 0);
+  if (!inner) return nullptr;
+  return std::make_shared<ObservedStream>(std::move(meter), std::move(inner));
 }
 
 void Pipeline::observe(Exchange& ex, uint16_t status, uint64_t response_bytes) {
   if (observers_.empty()) return;
-  kg_observation obs{};
-  obs.struct_size = sizeof obs;
-  auto m = ex.method();
-  obs.method = {m.data(), m.size()};
-  if (ex.match.route) obs.route = {ex.match.route->path.data(), ex.match.route->path.size()};
-  obs.status = status;
-  obs.duration_ns = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
-                                              std::chrono::steady_clock::now() - ex.started)
-                                              .count());
-  obs.request_bytes = ex.request_bytes;
-  obs.response_bytes = response_bytes;
+  kg_observation obs = observation(ex, status, response_bytes);
+  obs.kind = ex.streaming ? KG_OBSERVED_STREAM_START : KG_OBSERVED_RESPONSE;
   for (auto& o : observers_) o.fn(o.user_data, as_request(&ex), &obs);
+}
+
+void Pipeline::observe_stream_end(Exchange& ex, uint16_t status, uint64_t bytes,
+                                  kg_stream_end_reason reason) {
+  if (stream_observers_.empty()) return;
+  kg_observation obs = observation(ex, status, bytes);
+  obs.kind = KG_OBSERVED_STREAM_END;
+  obs.end_reason = reason;
+  for (auto& o : stream_observers_) o.fn(o.user_data, as_request(&ex), &obs);
 }
 
 }  // namespace kghost

@@ -4,6 +4,7 @@
 
 #include <kghost/plugin.h>
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -30,6 +31,7 @@ struct HandlerEntry {
   kg_handler_fn fn = nullptr;  // plugin handler, or
   void* user_data = nullptr;
   std::function<void(Exchange&)> internal;  // a host route
+  bool unavailable = false;                  // its plugin failed to start: answer 503
 };
 
 struct FilterEntry {
@@ -38,6 +40,8 @@ struct FilterEntry {
   int32_t order = 0;
   kg_filter_fn fn = nullptr;
   void* user_data = nullptr;
+  kg_filter_scope scope = KG_FILTER_ALL_ROUTES;
+  std::string path_prefix;  // KG_FILTER_PATH_PREFIX
 };
 
 struct ObserverEntry {
@@ -54,7 +58,13 @@ class Pipeline {
   std::string add_route(RouteInfo info, HandlerEntry handler);
   void add_filter(FilterEntry filter);  // kept sorted by order, stable
   void add_observer(ObserverEntry observer);
+  void add_stream_observer(ObserverEntry observer);  // called when a stream ends
+  // A plugin that failed to start: its routes answer 503 unavailable; its filters and
+  // observers are dropped. Set-up only.
+  void take_out_of_service(const std::string& owner);
   const Router& router() const { return router_; }
+  // [any] Streams ended from now on end because the host shuts down.
+  void begin_shutdown() { shutting_down_ = true; }
 
   // [request] Entry point for a parsed request.
   void handle(const std::shared_ptr<Exchange>& ex);
@@ -66,6 +76,10 @@ class Pipeline {
   // [request] Starts a chunked response instead; nullptr if the exchange already answered.
   std::shared_ptr<StreamState> begin_stream(Exchange& ex, HttpResponse&& head,
                                             std::function<void()> on_closed);
+  // [any] A stream ended: tells the stream observers (once per stream).
+  void observe_stream_end(Exchange& ex, uint16_t status, uint64_t bytes,
+                          kg_stream_end_reason reason);
+  bool shutting_down() const { return shutting_down_; }
 
  private:
   void run_filters(const std::shared_ptr<Exchange>& ex);
@@ -80,6 +94,8 @@ class Pipeline {
   std::vector<HandlerEntry> handlers_;
   std::vector<FilterEntry> filters_;
   std::vector<ObserverEntry> observers_;
+  std::vector<ObserverEntry> stream_observers_;
+  std::atomic<bool> shutting_down_{false};
 };
 
 // True when `target` has a ".." segment or a NUL (raw or %00), raw or percent-encoded.

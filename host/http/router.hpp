@@ -23,6 +23,8 @@ struct RouteInfo {
   std::string summary;
   uint32_t timeout_ms = 0;  // the handler timeout; 0: the host's server.handler_timeout_s
   std::size_t handler = 0;  // index into the caller's handler table
+  // For /openapi.json: longer text, and JSON Schemas (JSON text) of the bodies; may be empty.
+  std::string description, request_schema, response_schema;
 };
 
 using PathParams = std::vector<std::pair<std::string_view, std::string>>;

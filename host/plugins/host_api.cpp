@@ -2,6 +2,7 @@
 // the host's C++ objects. Nothing here throws across the boundary.
 #include <algorithm>
 #include <cctype>
+#include <cstring>
 
 #include "plugins/plugin_host.hpp"
 
@@ -30,16 +31,42 @@ bool token(std::string_view s) {
   });
 }
 
-HttpResponse to_response(const kg_response* r) {
-  HttpResponse out;
-  if (!r) return error_response(500, "internal_error", "a plugin answered with no response", "");
-  out.status = r->status;
-  out.content_type = sv(r->content_type);
-  out.body = sv(r->body);
-  for (size_t i = 0; r->headers && i < r->header_count; ++i) {
-    auto n = sv(r->headers[i].name), v = sv(r->headers[i].value);
+// A plugin's struct as this host reads it: the bytes its struct_size covers, never more than
+// the host's own sizeof, the rest zero (so a field the plugin's header lacked reads as 0).
+template <class T>
+T copy_in(const T* p) {
+  T out{};
+  if (p) std::memcpy(&out, p, std::min<std::size_t>(p->struct_size, sizeof(T)));
+  return out;
+}
+// Writes a field of a plugin-owned out-struct only when the plugin's struct_size covers it.
+#define KG_PUT(out, type, field, value)                         \
+  do {                                                          \
+    if (KG_HAS_FIELD(out, type, field)) (out)->field = (value); \
+  } while (0)
+
+void add_headers(HttpResponse& out, const kg_header* headers, size_t count) {
+  for (size_t i = 0; headers && i < count; ++i) {
+    auto n = sv(headers[i].name), v = sv(headers[i].value);
     if (token(n) && header_safe(v)) out.headers.emplace_back(n, v);
   }
+}
+
+HttpResponse to_response(const kg_response* plugin_response) {
+  HttpResponse out;
+  if (!plugin_response)
+    return error_response(500, "internal_error", "a plugin answered with no response", "");
+  kg_response r = copy_in(plugin_response);
+  out.status = r.status;
+  out.content_type = sv(r.content_type);
+  out.body = sv(r.body);
+  add_headers(out, r.headers, r.header_count);
+  return out;
+}
+
+HttpResponse to_error(const kg_error& e, std::string_view request_id) {
+  HttpResponse out = error_response(e.status, sv(e.code), sv(e.message), request_id);
+  add_headers(out, e.headers, e.header_count);
   return out;
 }
 
@@ -73,24 +100,45 @@ void api_set_error(kg_plugin_ctx* c, kg_str reason) { c->error = sv(reason); }
 kg_str api_mode(kg_plugin_ctx* c) { return ks(c->services->mode); }
 
 // --- registration -----------------------------------------------------------------------------
-kg_status api_register_route(kg_plugin_ctx* c, const kg_route* r) {
+// A JSON Schema handed over as text: empty, or a JSON object or boolean.
+bool schema_text(std::string_view s) {
+  if (s.empty()) return true;
+  auto j = nlohmann::json::parse(s, nullptr, false);
+  return j.is_object() || j.is_boolean();
+}
+kg_status api_register_route(kg_plugin_ctx* c, const kg_route* route) {
   if (!registering(c)) return KG_ERR_STATE;
-  if (!r || !r->handler || !token(sv(r->method))) return KG_ERR_INVALID;
+  kg_route r = copy_in(route);
+  if (!route || !r.handler || !token(sv(r.method))) return KG_ERR_INVALID;
+  if (!schema_text(sv(r.request_schema)) || !schema_text(sv(r.response_schema))) {
+    c->services->log.log(LogLevel::error, c->name,
+                         "route " + std::string(sv(r.method)) + " " + std::string(sv(r.path)) +
+                             ": a request/response schema is not a JSON object");
+    return KG_ERR_INVALID;
+  }
   RouteInfo info;
-  info.method = sv(r->method);
-  info.path = sv(r->path);
-  info.scopes = sv(r->scopes);
-  info.is_public = (r->flags & KG_ROUTE_PUBLIC) != 0;
+  info.method = sv(r.method);
+  info.path = sv(r.path);
+  info.scopes = sv(r.scopes);
+  info.is_public = (r.flags & KG_ROUTE_PUBLIC) != 0;
   info.owner = c->name;
-  if (KG_HAS_FIELD(r, kg_route, summary)) info.summary = sv(r->summary);
-  c->routes.emplace_back(std::move(info), HandlerEntry{r->handler, r->user_data, {}});
+  info.summary = sv(r.summary);
+  info.description = sv(r.description);
+  info.request_schema = sv(r.request_schema);
+  info.response_schema = sv(r.response_schema);
+  info.timeout_ms = r.timeout_ms;
+  c->routes.emplace_back(std::move(info), HandlerEntry{r.handler, r.user_data, {}});
   return KG_OK;
 }
-kg_status api_register_filter(kg_plugin_ctx* c, const kg_filter* f) {
+kg_status api_register_filter(kg_plugin_ctx* c, const kg_filter* filter) {
   if (!registering(c)) return KG_ERR_STATE;
-  if (!f || !f->fn) return KG_ERR_INVALID;
-  c->filters.push_back(
-      FilterEntry{std::string(sv(f->name)), c->name, f->order, f->fn, f->user_data});
+  kg_filter f = copy_in(filter);
+  if (!filter || !f.fn || f.scope > KG_FILTER_PATH_PREFIX) return KG_ERR_INVALID;
+  std::string prefix(sv(f.path_prefix));
+  if (f.scope == KG_FILTER_PATH_PREFIX && (prefix.empty() || prefix[0] != '/'))
+    return KG_ERR_INVALID;
+  c->filters.push_back(FilterEntry{std::string(sv(f.name)), c->name, f.order, f.fn, f.user_data,
+                                   f.scope, std::move(prefix)});
   return KG_OK;
 }
 kg_status api_register_observer(kg_plugin_ctx* c, kg_observer_fn fn, void* ud) {
@@ -99,10 +147,17 @@ kg_status api_register_observer(kg_plugin_ctx* c, kg_observer_fn fn, void* ud) {
   c->observers.push_back(ObserverEntry{c->name, fn, ud});
   return KG_OK;
 }
-kg_status api_register_task(kg_plugin_ctx* c, const kg_task* t) {
+kg_status api_register_stream_observer(kg_plugin_ctx* c, kg_observer_fn fn, void* ud) {
   if (!registering(c)) return KG_ERR_STATE;
-  if (!t || !t->fn) return KG_ERR_INVALID;
-  c->tasks.push_back({std::string(sv(t->name)), t->interval_ms, t->fn, t->user_data});
+  if (!fn) return KG_ERR_INVALID;
+  c->stream_observers.push_back(ObserverEntry{c->name, fn, ud});
+  return KG_OK;
+}
+kg_status api_register_task(kg_plugin_ctx* c, const kg_task* task) {
+  if (!registering(c)) return KG_ERR_STATE;
+  kg_task t = copy_in(task);
+  if (!task || !t.fn) return KG_ERR_INVALID;
+  c->tasks.push_back({std::string(sv(t.name)), t.interval_ms, t.fn, t.user_data});
   return KG_OK;
 }
 kg_status api_set_health_reporter(kg_plugin_ctx* c, kg_health_fn fn, void* ud) {
@@ -184,19 +239,21 @@ kg_status api_query_param(kg_request* r, kg_str name, kg_str* out) {
   }
   return KG_ERR_NOT_FOUND;
 }
-kg_status api_set_principal(kg_request* r, const kg_principal* p) {
-  if (!p) return KG_ERR_INVALID;
-  ex_of(r)->principal = OwnedPrincipal{std::string(sv(p->user_id)), std::string(sv(p->tenant_id)),
-                                       std::string(sv(p->tier)), std::string(sv(p->scopes))};
+kg_status api_set_principal(kg_request* r, const kg_principal* principal) {
+  if (!principal) return KG_ERR_INVALID;
+  kg_principal p = copy_in(principal);
+  ex_of(r)->principal = OwnedPrincipal{std::string(sv(p.user_id)), std::string(sv(p.tenant_id)),
+                                       std::string(sv(p.tier)), std::string(sv(p.scopes))};
   return KG_OK;
 }
 kg_status api_get_principal(kg_request* r, kg_principal* out) {
+  if (!out) return KG_ERR_INVALID;
   auto& p = ex_of(r)->principal;
   if (!p) return KG_ERR_NOT_FOUND;
-  out->user_id = ks(p->user_id);
-  out->tenant_id = ks(p->tenant_id);
-  out->tier = ks(p->tier);
-  out->scopes = ks(p->scopes);
+  KG_PUT(out, kg_principal, user_id, ks(p->user_id));
+  KG_PUT(out, kg_principal, tenant_id, ks(p->tenant_id));
+  KG_PUT(out, kg_principal, tier, ks(p->tier));
+  KG_PUT(out, kg_principal, scopes, ks(p->scopes));
   return KG_OK;
 }
 kg_status api_add_response_header(kg_request* r, kg_str name, kg_str value) {
@@ -211,12 +268,31 @@ kg_status api_respond(kg_request* r, const kg_response* resp) {
   ex->staged = to_response(resp);
   return KG_OK;
 }
-kg_status api_respond_error(kg_request* r, uint16_t status, kg_str code, kg_str message) {
+// The one error answer (1.1 reply_error); the 1.0 error slots are built on it.
+kg_status api_reply_error(kg_request* r, kg_responder* resp, const kg_error* error) {
+  kg_error e = copy_in(error);
+  bool valid = error && e.status >= 100 && e.status <= 599 && (r == nullptr) != (resp == nullptr);
+  if (resp) {  // released whatever happens, so that no request is left hanging
+    std::string_view id = resp->exchange->request_id;
+    resp->pipeline->complete(resp, valid ? to_error(e, id)
+                                         : error_response(500, "internal_error",
+                                                          "a plugin failed while handling the "
+                                                          "request",
+                                                          id));
+    return valid ? KG_OK : KG_ERR_INVALID;
+  }
+  if (!r || !valid) return KG_ERR_INVALID;
   auto* ex = ex_of(r);
-  if (status < 100 || status > 599) return KG_ERR_INVALID;
   if (ex->phase == Exchange::Phase::responded || ex->deferred) return KG_ERR_STATE;
-  ex->staged = error_response(status, sv(code), sv(message), ex->request_id);
+  ex->staged = to_error(e, ex->request_id);
   return KG_OK;
+}
+kg_error error_of(uint16_t status, kg_str code, kg_str message) {
+  return kg_error{sizeof(kg_error), status, code, message, nullptr, 0};
+}
+kg_status api_respond_error(kg_request* r, uint16_t status, kg_str code, kg_str message) {
+  kg_error e = error_of(status, code, message);
+  return r ? api_reply_error(r, nullptr, &e) : KG_ERR_INVALID;
 }
 kg_responder* api_defer(kg_request* r) {
   auto* ex = ex_of(r);
@@ -228,9 +304,8 @@ void api_complete(kg_responder* resp, const kg_response* r) {
   if (resp) resp->pipeline->complete(resp, to_response(r));
 }
 void api_complete_error(kg_responder* resp, uint16_t status, kg_str code, kg_str message) {
-  if (!resp) return;
-  auto r = error_response(status, sv(code), sv(message), resp->exchange->request_id);
-  resp->pipeline->complete(resp, std::move(r));
+  kg_error e = error_of(status, code, message);
+  if (resp) api_reply_error(nullptr, resp, &e);
 }
 kg_stream* api_stream_begin(kg_request* r, const kg_response* head, kg_stream_closed_fn on_closed,
                             void* ud) {
@@ -252,8 +327,11 @@ void api_stream_close(kg_stream* s) {
 }
 
 // --- metrics ----------------------------------------------------------------------------------
-kg_metric* api_metric_new(kg_plugin_ctx* c, const kg_metric_desc* d) {
-  if (!d || d->kind > KG_METRIC_HISTOGRAM) return nullptr;
+kg_metric* api_metric_new(kg_plugin_ctx* c, const kg_metric_desc* desc) {
+  if (!desc) return nullptr;
+  kg_metric_desc copy = copy_in(desc);
+  const kg_metric_desc* d = &copy;
+  if (d->kind > KG_METRIC_HISTOGRAM) return nullptr;
   std::vector<std::string> labels;
   for (size_t i = 0; i < d->label_count; ++i) labels.emplace_back(sv(d->label_names[i]));
   std::vector<double> buckets;
@@ -313,13 +391,13 @@ kg_status to_status(StoreCode code) {
   }
   return KG_ERR_INTERNAL;
 }
+// Fills the fields of the caller's result that its struct_size covers; never struct_size.
 void fill(kg_store_result* out, const StoreReply& r, std::string_view data) {
-  out->struct_size = sizeof(kg_store_result);
-  out->status = to_status(r.code);
-  out->created = r.created;
-  out->value = r.value;
-  out->ttl_ms = r.ttl_ms;
-  out->data = r.code == StoreCode::ok ? ks(data) : kg_str{nullptr, 0};
+  KG_PUT(out, kg_store_result, status, to_status(r.code));
+  KG_PUT(out, kg_store_result, created, r.created);
+  KG_PUT(out, kg_store_result, value, r.value);
+  KG_PUT(out, kg_store_result, ttl_ms, r.ttl_ms);
+  KG_PUT(out, kg_store_result, data, r.code == StoreCode::ok ? ks(data) : kg_str());
 }
 // Adapts one store call: answer now into *now, or later through done.
 template <class Call>
@@ -327,6 +405,7 @@ kg_status store_call(kg_store_result* now, kg_store_fn done, void* ud, Call&& ca
   StoreDone later = [done, ud](const StoreReply& r) {
     if (!done) return;
     kg_store_result res{};
+    res.struct_size = sizeof res;  // the host's own struct: the plugin reads what it knows
     fill(&res, r, r.data);
     done(ud, &res);
   };
@@ -338,51 +417,115 @@ kg_status store_call(kg_store_result* now, kg_store_fn done, void* ud, Call&& ca
   return KG_OK;
 }
 std::chrono::milliseconds ms(int64_t v) { return std::chrono::milliseconds(v); }
+
+// Every key lives under a prefix: the plugin's own ("plugin/<name>/") or a shared space's
+// ("shared/<name>/"). Names hold no '/', so no two prefixes overlap.
+struct KeySpace {
+  kg_plugin_ctx* c;
+  std::string_view prefix;
+  std::string key(kg_str k) const { return std::string(prefix).append(sv(k)); }
+  Store& store() const { return c->services->store; }
+};
+KeySpace own(kg_plugin_ctx* c) { return {c, c->store_prefix}; }
+KeySpace shared(kg_store_space* s) { return {s->owner, s->prefix}; }
+
+kg_status check_and_set_in(KeySpace space, kg_str key, int64_t ttl, kg_store_result* now,
+                           kg_store_fn done, void* ud) {
+  return store_call(now, done, ud, [&](StoreDone d) {
+    return space.store().check_and_set(space.key(key), ms(ttl), std::move(d));
+  });
+}
+kg_status incr_in(KeySpace space, kg_str key, int64_t delta, int64_t ttl, kg_store_result* now,
+                  kg_store_fn done, void* ud) {
+  return store_call(now, done, ud, [&](StoreDone d) {
+    return space.store().incr(space.key(key), delta, ms(ttl), std::move(d));
+  });
+}
+kg_status get_in(KeySpace space, kg_str key, kg_store_result* now, kg_store_fn done, void* ud) {
+  return store_call(now, done, ud,
+                    [&](StoreDone d) { return space.store().get(space.key(key), std::move(d)); });
+}
+kg_status put_in(KeySpace space, kg_str key, kg_str value, int64_t ttl, kg_store_result* now,
+                 kg_store_fn done, void* ud) {
+  return store_call(now, done, ud, [&](StoreDone d) {
+    return space.store().put(space.key(key), sv(value), ms(ttl), std::move(d));
+  });
+}
+kg_status del_in(KeySpace space, kg_str key, kg_store_result* now, kg_store_fn done, void* ud) {
+  return store_call(now, done, ud,
+                    [&](StoreDone d) { return space.store().del(space.key(key), std::move(d)); });
+}
+
 kg_status api_check_and_set(kg_plugin_ctx* c, kg_str key, int64_t ttl, kg_store_result* now,
                             kg_store_fn done, void* ud) {
-  return store_call(now, done, ud, [&](StoreDone d) {
-    return c->services->store.check_and_set(sv(key), ms(ttl), std::move(d));
-  });
+  return check_and_set_in(own(c), key, ttl, now, done, ud);
 }
 kg_status api_incr(kg_plugin_ctx* c, kg_str key, int64_t delta, int64_t ttl, kg_store_result* now,
                    kg_store_fn done, void* ud) {
-  return store_call(now, done, ud, [&](StoreDone d) {
-    return c->services->store.incr(sv(key), delta, ms(ttl), std::move(d));
-  });
+  return incr_in(own(c), key, delta, ttl, now, done, ud);
 }
 kg_status api_get(kg_plugin_ctx* c, kg_str key, kg_store_result* now, kg_store_fn done, void* ud) {
-  return store_call(now, done, ud,
-                    [&](StoreDone d) { return c->services->store.get(sv(key), std::move(d)); });
+  return get_in(own(c), key, now, done, ud);
 }
 kg_status api_put(kg_plugin_ctx* c, kg_str key, kg_str value, int64_t ttl, kg_store_result* now,
                   kg_store_fn done, void* ud) {
-  return store_call(now, done, ud, [&](StoreDone d) {
-    return c->services->store.put(sv(key), sv(value), ms(ttl), std::move(d));
-  });
+  return put_in(own(c), key, value, ttl, now, done, ud);
 }
 kg_status api_del(kg_plugin_ctx* c, kg_str key, kg_store_result* now, kg_store_fn done, void* ud) {
-  return store_call(now, done, ud,
-                    [&](StoreDone d) { return c->services->store.del(sv(key), std::move(d)); });
+  return del_in(own(c), key, now, done, ud);
+}
+
+kg_store_space* api_store_shared(kg_plugin_ctx* c, kg_str name) {
+  if (!setting_up(c)) return nullptr;
+  std::string n(sv(name));
+  bool ok = !n.empty() && n.size() <= 64 && std::all_of(n.begin(), n.end(), [](char ch) {
+    return (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '_' || ch == '.' ||
+           ch == '-';
+  });
+  if (!ok) return nullptr;
+  std::string prefix = "shared/" + n + "/";
+  for (auto& s : c->spaces) {
+    if (s.prefix == prefix) return &s;
+  }
+  return &c->spaces.emplace_back(kg_store_space{c, std::move(prefix)});
+}
+kg_status api_shared_check_and_set(kg_store_space* s, kg_str key, int64_t ttl, kg_store_result* now,
+                                   kg_store_fn done, void* ud) {
+  return s ? check_and_set_in(shared(s), key, ttl, now, done, ud) : KG_ERR_INVALID;
+}
+kg_status api_shared_incr(kg_store_space* s, kg_str key, int64_t delta, int64_t ttl,
+                          kg_store_result* now, kg_store_fn done, void* ud) {
+  return s ? incr_in(shared(s), key, delta, ttl, now, done, ud) : KG_ERR_INVALID;
+}
+kg_status api_shared_get(kg_store_space* s, kg_str key, kg_store_result* now, kg_store_fn done,
+                         void* ud) {
+  return s ? get_in(shared(s), key, now, done, ud) : KG_ERR_INVALID;
+}
+kg_status api_shared_put(kg_store_space* s, kg_str key, kg_str value, int64_t ttl,
+                         kg_store_result* now, kg_store_fn done, void* ud) {
+  return s ? put_in(shared(s), key, value, ttl, now, done, ud) : KG_ERR_INVALID;
+}
+kg_status api_shared_del(kg_store_space* s, kg_str key, kg_store_result* now, kg_store_fn done,
+                         void* ud) {
+  return s ? del_in(shared(s), key, now, done, ud) : KG_ERR_INVALID;
 }
 
 // --- durable queue ----------------------------------------------------------------------------
 DurableQueue* q_of(kg_queue* q) { return reinterpret_cast<DurableQueue*>(q); }
-kg_queue* api_queue_open(kg_plugin_ctx* c, kg_str name, const kg_queue_options* o) {
+kg_queue* api_queue_open(kg_plugin_ctx* c, kg_str name, const kg_queue_options* options) {
   if (!setting_up(c)) return nullptr;
   std::string n(sv(name));
   if (!token(n) || n.find("..") != std::string::npos || n.find('.') == 0) {
     c->error = "queue name \"" + n + "\" must be [A-Za-z0-9_-]";
     return nullptr;
   }
+  kg_queue_options o = copy_in(options);  // zero (host defaults) past the plugin's struct_size
   QueueOptions opts;
   opts.dir = c->services->data_dir / "queues" / c->name / n;
   opts.name = c->name + "." + n;
-  if (o && KG_HAS_FIELD(o, kg_queue_options, max_attempts) && o->max_attempts)
-    opts.max_attempts = o->max_attempts;
-  if (o && KG_HAS_FIELD(o, kg_queue_options, max_bytes) && o->max_bytes)
-    opts.max_bytes = o->max_bytes;
-  if (o && KG_HAS_FIELD(o, kg_queue_options, retry_backoff_ms) && o->retry_backoff_ms)
-    opts.retry_backoff = std::chrono::milliseconds(o->retry_backoff_ms);
+  if (o.max_attempts) opts.max_attempts = o.max_attempts;
+  if (o.max_bytes) opts.max_bytes = o.max_bytes;
+  if (o.retry_backoff_ms) opts.retry_backoff = std::chrono::milliseconds(o.retry_backoff_ms);
   try {
     c->queues.push_back(
         DurableQueue::open(opts, c->services->pool, c->services->metrics.registry()));
@@ -539,6 +682,15 @@ const kg_host_api& PluginHost::api() {
     t.store_status = api_store_status;
     t.queue_fail_reason = api_queue_fail_reason;
     t.error_body = api_error_body;
+    // 1.1
+    t.reply_error = api_reply_error;
+    t.register_stream_observer = api_register_stream_observer;
+    t.store_shared = api_store_shared;
+    t.shared_check_and_set = api_shared_check_and_set;
+    t.shared_incr = api_shared_incr;
+    t.shared_get = api_shared_get;
+    t.shared_put = api_shared_put;
+    t.shared_del = api_shared_del;
     t.bus_publish_confirmed = api_bus_publish_confirmed;
     return t;
   }();

@@ -1,5 +1,8 @@
 #include "plugins/host_routes.hpp"
 
+#include <cctype>
+#include <set>
+
 #include "version.hpp"
 
 namespace kghost {
@@ -12,48 +15,110 @@ HttpResponse json_response(uint16_t status, const nlohmann::json& body) {
   return r;
 }
 
-// An OpenAPI 3.1 document of every registered route.
+std::vector<std::string> split_scopes(std::string_view s) {
+  std::vector<std::string> out;
+  while (!s.empty()) {
+    auto sp = s.find(' ');
+    if (!s.substr(0, sp).empty()) out.emplace_back(s.substr(0, sp));
+    if (sp == std::string_view::npos) break;
+    s.remove_prefix(sp + 1);
+  }
+  return out;
+}
+
+// "GET /api/v1/streams/{channel}/events" -> "get_api_v1_streams_channel_events"
+std::string operation_id(const RouteInfo& r) {
+  std::string id;
+  for (char ch : r.method + r.path) {
+    bool word = std::isalnum(static_cast<unsigned char>(ch));
+    if (word) id += static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+    else if (!id.empty() && id.back() != '_') id += '_';
+  }
+  while (!id.empty() && id.back() == '_') id.pop_back();
+  return id;
+}
+
+nlohmann::json json_content(std::string_view schema_text) {
+  return {{"application/json", {{"schema", nlohmann::json::parse(schema_text)}}}};
+}
+
+nlohmann::json operation(const RouteInfo& r) {
+  nlohmann::json op = {{"operationId", operation_id(r)},
+                       {"summary", r.summary.empty() ? r.method + " " + r.path : r.summary},
+                       {"tags", {r.owner}}};
+  if (!r.description.empty()) op["description"] = r.description;
+  nlohmann::json params = nlohmann::json::array();
+  std::string_view p = r.path;
+  for (auto open = p.find('{'); open != std::string_view::npos; open = p.find('{', open + 1)) {
+    auto close = p.find('}', open);
+    params.push_back({{"name", std::string(p.substr(open + 1, close - open - 1))},
+                      {"in", "path"},
+                      {"required", true},
+                      {"schema", {{"type", "string"}}}});
+  }
+  if (!params.empty()) op["parameters"] = params;
+  if (!r.request_schema.empty())
+    op["requestBody"] = {{"required", true}, {"content", json_content(r.request_schema)}};
+  nlohmann::json ok = {{"description", "Success"}};
+  if (!r.response_schema.empty()) ok["content"] = json_content(r.response_schema);
+  op["responses"] = {{"2XX", ok},
+                     {"4XX", {{"$ref", "#/components/responses/Error"}}},
+                     {"5XX", {{"$ref", "#/components/responses/Error"}}}};
+  if (r.is_public) {
+    op["security"] = nlohmann::json::array();
+  } else {
+    auto scopes = split_scopes(r.scopes);
+    op["security"] = {{{"ApiKeyHeader", scopes}}, {{"BearerKey", scopes}}};
+    op["x-required-scopes"] = scopes;
+  }
+  return op;
+}
+
+// An OpenAPI 3.1 document of every registered route: parameters, scopes, body schemas, and
+// the contract's error JSON as one shared component.
 nlohmann::json openapi(const Pipeline& pipeline) {
   nlohmann::json paths = nlohmann::json::object();
+  std::set<std::string> owners;
   for (const RouteInfo* r : pipeline.router().routes()) {
-    nlohmann::json op = {{"summary", r->summary.empty() ? r->method + " " + r->path : r->summary},
-                         {"tags", {r->owner}},
-                         {"responses", {{"default", {{"description", "JSON response or error"}}}}}};
-    nlohmann::json params = nlohmann::json::array();
-    std::string_view p = r->path;
-    for (auto open = p.find('{'); open != std::string_view::npos; open = p.find('{', open + 1)) {
-      auto close = p.find('}', open);
-      params.push_back({{"name", std::string(p.substr(open + 1, close - open - 1))},
-                        {"in", "path"},
-                        {"required", true},
-                        {"schema", {{"type", "string"}}}});
-    }
-    if (!params.empty()) op["parameters"] = params;
-    if (r->is_public) {
-      op["security"] = nlohmann::json::array();
-    } else {
-      nlohmann::json scopes = nlohmann::json::array();
-      std::string_view s = r->scopes;
-      while (!s.empty()) {
-        auto sp = s.find(' ');
-        if (!s.substr(0, sp).empty()) scopes.push_back(std::string(s.substr(0, sp)));
-        if (sp == std::string_view::npos) break;
-        s.remove_prefix(sp + 1);
-      }
-      op["security"] = {{{"ApiKeyHeader", scopes}}, {{"BearerKey", scopes}}};
-      op["x-required-scopes"] = scopes;
-    }
     std::string method = r->method;
     for (auto& ch : method) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
-    paths[r->path][method] = op;
+    paths[r->path][method] = operation(*r);
+    owners.insert(r->owner);
   }
-  return {{"openapi", "3.1.0"},
-          {"info", {{"title", "kghost"}, {"version", KGHOST_VERSION}}},
-          {"paths", paths},
-          {"components",
-           {{"securitySchemes",
-             {{"ApiKeyHeader", {{"type", "apiKey"}, {"in", "header"}, {"name", "X-API-Key"}}},
-              {"BearerKey", {{"type", "http"}, {"scheme", "bearer"}}}}}}}};
+  nlohmann::json tags = nlohmann::json::array();
+  for (auto& o : owners)
+    tags.push_back({{"name", o},
+                    {"description", o == "host" ? "Served by the host itself"
+                                                : "Served by the plugin " + o}});
+  nlohmann::json error_schema = {
+      {"type", "object"},
+      {"required", {"error"}},
+      {"properties",
+       {{"error",
+         {{"type", "object"},
+          {"required", {"code", "message", "request_id"}},
+          {"properties",
+           {{"code", {{"type", "string"}, {"description", "machine-readable, e.g. rate_limited"}}},
+            {"message", {{"type", "string"}}},
+            {"request_id", {{"type", "string"}, {"description", "as in X-Request-Id"}}}}}}}}}};
+  return {
+      {"openapi", "3.1.0"},
+      {"info",
+       {{"title", "kghost"},
+        {"version", KGHOST_VERSION},
+        {"description", "Every route the host and its loaded plugins serve."}}},
+      {"servers", {{{"url", "/"}}}},
+      {"tags", tags},
+      {"paths", paths},
+      {"components",
+       {{"schemas", {{"Error", error_schema}}},
+        {"responses",
+         {{"Error",
+           {{"description", "The error JSON, with the request id"},
+            {"content", {{"application/json", {{"schema", {{"$ref", "#/components/schemas/Error"}}}}}}}}}}},
+        {"securitySchemes",
+         {{"ApiKeyHeader", {{"type", "apiKey"}, {"in", "header"}, {"name", "X-API-Key"}}},
+          {"BearerKey", {{"type", "http"}, {"scheme", "bearer"}}}}}}}};
 }
 
 }  // namespace
@@ -86,29 +151,35 @@ nlohmann::json health_document(const PluginHost& plugins, const Store& store,
 std::string register_host_routes(Pipeline& pipeline, const PluginHost& plugins, const Store& store,
                                  const HostState& state) {
   auto add = [&](std::string method, std::string path, std::string scopes, bool is_public,
-                 std::function<void(Exchange&)> fn) {
-    RouteInfo info{std::move(method), std::move(path), std::move(scopes), is_public, "host", "", 0};
+                 std::string summary, std::function<void(Exchange&)> fn) {
+    RouteInfo info;
+    info.method = std::move(method);
+    info.path = std::move(path);
+    info.scopes = std::move(scopes);
+    info.is_public = is_public;
+    info.owner = "host";
+    info.summary = std::move(summary);
     return pipeline.add_route(std::move(info), HandlerEntry{nullptr, nullptr, std::move(fn)});
   };
   std::string err;
   auto check = [&](std::string e) {
     if (err.empty()) err = std::move(e);
   };
-  check(add("GET", "/health/live", "", true, [](Exchange& ex) {
+  check(add("GET", "/health/live", "", true, "Liveness: the process serves", [](Exchange& ex) {
     ex.staged = json_response(200, {{"status", "live"}});
   }));
-  check(add("GET", "/health/ready", "", true, [&state](Exchange& ex) {
+  check(add("GET", "/health/ready", "", true, "Readiness: started and not draining", [&state](Exchange& ex) {
     bool ready = state.ready.load();
     ex.staged = json_response(ready ? 200 : 503, {{"status", ready ? "ready" : "not_ready"}});
   }));
-  check(add("GET", "/health", "", true, [&](Exchange& ex) {
+  check(add("GET", "/health", "", true, "Health of the host, the store and every plugin", [&](Exchange& ex) {
     auto doc = health_document(plugins, store, state);
     ex.staged = json_response(doc["status"] == "unhealthy" ? 503 : 200, doc);
   }));
-  check(add("GET", "/admin/plugins", "admin", false, [&plugins](Exchange& ex) {
+  check(add("GET", "/admin/plugins", "admin", false, "The loaded plugins", [&plugins](Exchange& ex) {
     ex.staged = json_response(200, {{"plugins", plugins.describe()}});
   }));
-  check(add("GET", "/openapi.json", "", true,
+  check(add("GET", "/openapi.json", "", true, "This document",
             [&pipeline](Exchange& ex) { ex.staged = json_response(200, openapi(pipeline)); }));
   return err;
 }

@@ -51,6 +51,7 @@ void PluginHost::load_one(const PluginEntry& entry, const HostConfig& config) {
   p.required = entry.required;
   p.config = entry.config;
   p.config_text = entry.config.dump();
+  p.store_prefix = "plugin/" + p.name + "/";
 
   std::error_code fec;
   if (!std::filesystem::exists(p.path, fec))
@@ -127,6 +128,16 @@ void PluginHost::commit(kg_plugin_ctx& p) {
   }
   for (auto& f : p.filters) services_.pipeline.add_filter(f);
   for (auto& o : p.observers) services_.pipeline.add_observer(o);
+  for (auto& o : p.stream_observers) services_.pipeline.add_stream_observer(o);
+  for (auto& sub : p.subscriptions) subscribe(p, sub.pattern, sub.fn, sub.user_data);
+  p.subscriptions.clear();
+  p.routes.clear();
+  p.filters.clear();
+  p.observers.clear();
+  p.stream_observers.clear();
+}
+
+void PluginHost::schedule_tasks(kg_plugin_ctx& p) {
   for (auto& t : p.tasks) {
     std::string name = p.name + "." + t.name;
     if (t.interval_ms > 0) {
@@ -138,11 +149,6 @@ void PluginHost::commit(kg_plugin_ctx& p) {
       });
     }
   }
-  for (auto& sub : p.subscriptions) subscribe(p, sub.pattern, sub.fn, sub.user_data);
-  p.subscriptions.clear();
-  p.routes.clear();
-  p.filters.clear();
-  p.observers.clear();
   p.tasks.clear();
 }
 
@@ -153,9 +159,12 @@ void PluginHost::start() {
     if (st != KG_OK) {
       fail(*p, "failed to start",
            p->error.empty() ? "start returned status " + std::to_string(st) : p->error);
+      // Optional (a required one threw above): out of service, nothing of it runs.
+      services_.pipeline.take_out_of_service(p->name);
       continue;
     }
     p->state = kg_plugin_ctx::State::started;
+    schedule_tasks(*p);
   }
 }
 

@@ -58,6 +58,12 @@ struct kg_health {
   nlohmann::json details = nlohmann::json::object();
 };
 
+// A named key space of the shared store (see kg_host_api.store_shared).
+struct kg_store_space {
+  struct kg_plugin_ctx* owner;  // the plugin that opened it (its store and services)
+  std::string prefix;           // "shared/<name>/"
+};
+
 // One plugin instance as the host knows it (opaque to plugins as kg_plugin_ctx).
 struct kg_plugin_ctx {
   kghost::HostServices* services = nullptr;
@@ -71,6 +77,8 @@ struct kg_plugin_ctx {
   nlohmann::json config;
   std::deque<std::string> kept;  // strings handed out as borrowed views until destroy
   std::string error;             // why it failed (shown at exit 2, and in /health)
+  std::string store_prefix;      // "plugin/<name>/": the plugin's own store keys
+  std::deque<kg_store_space> spaces;  // shared key spaces it opened (stable addresses)
   enum class State { loaded, creating, created, started, failed, stopped } state = State::loaded;
   kg_health_fn health_fn = nullptr;
   void* health_ud = nullptr;
@@ -78,13 +86,14 @@ struct kg_plugin_ctx {
   std::vector<std::pair<kghost::RouteInfo, kghost::HandlerEntry>> routes;
   std::vector<kghost::FilterEntry> filters;
   std::vector<kghost::ObserverEntry> observers;
+  std::vector<kghost::ObserverEntry> stream_observers;
   struct PendingTask {
     std::string name;
     uint32_t interval_ms;
     kg_task_fn fn;
     void* user_data;
   };
-  std::vector<PendingTask> tasks;
+  std::vector<PendingTask> tasks;  // scheduled only once the plugin has started
   struct PendingSubscription {
     std::string pattern;
     kg_bus_fn fn;
@@ -129,6 +138,7 @@ class PluginHost {
   void load_one(const PluginEntry& entry, const HostConfig& config);
   void fail(kg_plugin_ctx& p, const std::string& stage, const std::string& reason);
   void commit(kg_plugin_ctx& p);
+  void schedule_tasks(kg_plugin_ctx& p);
 
   HostServices& services_;
   std::vector<std::unique_ptr<kg_plugin_ctx>> plugins_;

@@ -305,8 +305,8 @@ TEST(PluginLoading, WrongMajorExits2NamingPluginPathAndBothVersions) {
   EXPECT_EQ(r.exit_code, 2) << r.output;
   EXPECT_NE(r.output.find("plugin wrong_major ("), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("kg_wrong_major.so"), std::string::npos) << r.output;
-  EXPECT_NE(r.output.find("ABI 2.0"), std::string::npos) << r.output;
-  EXPECT_NE(r.output.find("ABI 1.0"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("ABI 2.1"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("ABI 1.1"), std::string::npos) << r.output;
 }
 
 TEST(PluginLoading, NewerMinorIsRefusedNamingBothVersions) {
@@ -314,7 +314,7 @@ TEST(PluginLoading, NewerMinorIsRefusedNamingBothVersions) {
   auto cfg = write_file(dir, "k.toml", plugin_config("newer_minor"));
   auto r = run_kghost({"--config", cfg});
   EXPECT_EQ(r.exit_code, 2) << r.output;
-  EXPECT_NE(r.output.find("needs ABI 1.1 but this host speaks ABI 1.0"), std::string::npos)
+  EXPECT_NE(r.output.find("needs ABI 1.2 but this host speaks ABI 1.1"), std::string::npos)
       << r.output;
 }
 
@@ -430,7 +430,7 @@ TEST(Cli, BadConfigExits2NamingFileLineAndKey) {
 TEST(Cli, VersionHelpAndUnknownFlags) {
   auto v = run_kghost({"--version"});
   EXPECT_EQ(v.exit_code, 0);
-  EXPECT_NE(v.output.find("plugin ABI 1.0"), std::string::npos);
+  EXPECT_NE(v.output.find("plugin ABI 1.1"), std::string::npos);
   EXPECT_EQ(run_kghost({"--help"}).exit_code, 0);
   EXPECT_EQ(run_kghost({"--frobnicate"}).exit_code, 2);
 }

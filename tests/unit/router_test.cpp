@@ -9,7 +9,11 @@ using kghost::Router;
 namespace {
 
 RouteInfo route(std::string method, std::string path, std::string owner = "p") {
-  return RouteInfo{std::move(method), std::move(path), "", false, std::move(owner), "", 0};
+  RouteInfo r;
+  r.method = std::move(method);
+  r.path = std::move(path);
+  r.owner = std::move(owner);
+  return r;
 }
 
 }  // namespace

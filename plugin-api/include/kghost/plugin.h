@@ -1,4 +1,4 @@
-/* kghost plugin ABI, version 1.0 — the whole binary contract between the host and a plugin.
+/* kghost plugin ABI, version 1.1 — the whole binary contract between the host and a plugin.
  *
  * A plugin is a shared object that exports one C function, `kghost_plugin_entry`, returning a
  * static descriptor (name, version, ABI version, flags, lifecycle hooks). The host calls
@@ -17,7 +17,12 @@
  *   and host-table slots are only ever appended; a reader checks a field lies within
  *   `struct_size` before using it (see KG_HAS_FIELD), and a NULL slot means "not provided".
  * - Versioning: the host refuses a plugin of another major version and loads a plugin built
- *   against an older (or equal) minor version of the same major.
+ *   against an older (or equal) minor version of the same major. 1.0 is frozen: its structs
+ *   and slots never move or change meaning. Each later group is marked `--- 1.1 (2026-12) ---`
+ *   where it starts; a plugin that declares KG_ABI_MINOR 1 may use everything up to 1.1.
+ * - The host writes into a plugin's out-struct (kg_principal, kg_store_result) only the fields
+ *   that lie within the struct_size the plugin set, never struct_size itself, and reads a
+ *   plugin's struct only up to min(struct_size, its own sizeof).
  * - No exceptions or longjmp may cross. A failing callback returns an error status; the host
  *   turns a failing request callback into a 500 for that request only and keeps serving.
  *
@@ -43,7 +48,7 @@ extern "C" {
  * Version
  * ------------------------------------------------------------------------------------- */
 #define KG_ABI_MAJOR 1
-#define KG_ABI_MINOR 0
+#define KG_ABI_MINOR 1
 
 /* True when a struct whose size is `size` includes `field` of `type`. */
 #define KG_HAS_FIELD(ptr, type, field) \
@@ -133,6 +138,8 @@ typedef struct kg_request kg_request;
 typedef struct kg_responder kg_responder;
 /* A streamed (chunked) response, e.g. Server-Sent Events. Close it exactly once. */
 typedef struct kg_stream kg_stream;
+/* 1.1: a named store key space shared by the plugins that open it. Valid until destroy. */
+typedef struct kg_store_space kg_store_space;
 /* Stop signal handed to a long-running task. */
 typedef struct kg_stop kg_stop;
 /* Health report being filled in by a reporter. */
@@ -158,7 +165,19 @@ typedef kg_status (*kg_handler_fn)(void* user_data, kg_request* req);
  * 401/429), KG_PENDING after defer (complete with status 0 to continue, or with a response). */
 typedef kg_status (*kg_filter_fn)(void* user_data, kg_request* req);
 
-/* What an observer sees of a finished request. Borrowed for the call. */
+/* 1.1: what an observation is about. */
+typedef uint32_t kg_observation_kind;
+#define KG_OBSERVED_RESPONSE 0u     /* a response was handed to the socket (duration to then) */
+#define KG_OBSERVED_STREAM_START 1u /* a stream's head was sent (response_bytes is 0) */
+#define KG_OBSERVED_STREAM_END 2u   /* a stream ended: duration from first byte to the end */
+
+/* 1.1: why a stream ended. */
+typedef uint32_t kg_stream_end_reason;
+#define KG_STREAM_CLIENT_GONE 1u      /* the client disconnected or stopped reading */
+#define KG_STREAM_CLOSED_BY_PLUGIN 2u /* the plugin called stream_close */
+#define KG_STREAM_HOST_SHUTDOWN 3u    /* the host ended it while shutting down */
+
+/* What an observer sees of a finished request or stream. Borrowed for the call. */
 typedef struct kg_observation {
   uint32_t struct_size;
   kg_str method;
@@ -166,7 +185,10 @@ typedef struct kg_observation {
   uint16_t status;
   uint64_t duration_ns; /* from first byte read to response queued */
   uint64_t request_bytes;
-  uint64_t response_bytes;
+  uint64_t response_bytes; /* STREAM_END: body bytes the stream accepted (stream_write KG_OK) */
+  /* --- 1.1 (2026-12) --- */
+  kg_observation_kind kind;        /* what was observed (above); 1.0 observers see no STREAM_END */
+  kg_stream_end_reason end_reason; /* STREAM_END only: why the stream ended; 0 otherwise */
 } kg_observation;
 
 /* Response observer. [request] Called after the response is handed to the socket, for every
@@ -253,7 +275,22 @@ typedef struct kg_route {
   kg_handler_fn handler;
   void* user_data;
   kg_str summary; /* one line for /openapi.json; may be empty */
+  /* --- 1.1 (2026-12) --- documentation for /openapi.json, and a deadline */
+  kg_str description;     /* longer text (CommonMark); may be empty */
+  kg_str request_schema;  /* JSON Schema of the request body, as JSON text; empty: no body */
+  kg_str response_schema; /* JSON Schema of the success (2xx) response body; empty: undocumented */
+  /* A deferred answer not completed within this many ms gets 504 gateway_timeout (the late
+   * complete is then a safe no-op). 0: the host's default (30 s). */
+  uint32_t timeout_ms;
 } kg_route;
+
+/* 1.1: which requests a filter runs on (filters only ever see requests that matched a route). */
+typedef uint32_t kg_filter_scope;
+#define KG_FILTER_ALL_ROUTES 0u /* every route: the default, and what every 1.0 filter gets */
+#define KG_FILTER_OWN_ROUTES 1u /* only the routes the registering plugin registered */
+#define KG_FILTER_PATH_PREFIX                                      \
+  2u /* only paths equal to path_prefix or below it, segment-wise: \
+      * "/api/v1" runs on "/api/v1" and "/api/v1/x", not "/api/v10" */
 
 typedef struct kg_filter {
   uint32_t struct_size;
@@ -261,7 +298,21 @@ typedef struct kg_filter {
   int32_t order; /* ascending; authenticators use 100..199, enforcers 200..299 */
   kg_filter_fn fn;
   void* user_data;
+  /* --- 1.1 (2026-12) --- */
+  kg_filter_scope scope;
+  kg_str path_prefix; /* KG_FILTER_PATH_PREFIX only; starts with '/' */
 } kg_filter;
+
+/* 1.1: an error answer in the contract's JSON {"error":{"code","message","request_id"}},
+ * with extra headers (e.g. Retry-After). Borrowed: the host copies it. */
+typedef struct kg_error {
+  uint32_t struct_size;
+  uint16_t status;          /* 400..599 */
+  kg_str code;              /* machine-readable, e.g. "rate_limited" */
+  kg_str message;           /* for humans; never a secret */
+  const kg_header* headers; /* may be NULL when header_count is 0 */
+  size_t header_count;
+} kg_error;
 
 typedef struct kg_task {
   uint32_t struct_size;
@@ -414,7 +465,11 @@ typedef struct kg_host_api {
   /* [main] during create or start. */
   kg_status (*bus_subscribe)(kg_plugin_ctx* ctx, kg_str pattern, kg_bus_fn fn, void* user_data);
 
-  /* --- shared store (memory or Redis; keys are namespaced by the caller) ----------------
+  /* --- shared store (memory or Redis) --------------------------------------------------
+   * Keys live in the plugin's own key space: the host prefixes them with the plugin's name,
+   * so two plugins using the same key never see each other's value (since 1.1, for every
+   * plugin, 1.0-built ones included). For a key space shared between plugins see
+   * store_shared (1.1).
    * Each call either answers at once — returns KG_OK and fills *now — or returns KG_PENDING
    * and calls `done` exactly once later from another thread. Any other return is an error
    * and `done` is not called. `done` may be NULL (fire and forget). now->data stays valid
@@ -473,7 +528,42 @@ typedef struct kg_host_api {
   kg_status (*error_body)(kg_str code, kg_str message, kg_str request_id, kg_sink_fn sink,
                           void* user_data);
 
-  /* --- 1.1 (2026-12): confirmed publish --- */
+  /* --- 1.1 (2026-12) ---------------------------------------------------------------------- */
+
+  /* The one way to answer with an error (status, code, message, headers), now or later.
+   * Pass exactly one of `req` or `responder`:
+   * - req: answers now, like respond; then return KG_OK. [request]
+   * - responder: completes the deferred answer and releases the responder, like complete;
+   *   from a filter too (the chain stops). [any]
+   * KG_ERR_INVALID for a NULL/invalid error or status outside 400..599 (a responder is then
+   * still released, answered 500 internal_error). respond_error, complete_error and
+   * error_body + complete remain for 1.0 plugins and do the same without headers. */
+  kg_status (*reply_error)(kg_request* req, kg_responder* responder, const kg_error* error);
+
+  /* Registers an observer of stream ends: called once per stream when it ends, with
+   * obs->kind KG_OBSERVED_STREAM_END, its duration, the body bytes it accepted and
+   * obs->end_reason (meter SSE with it). [main] during create. The callback runs on [any]
+   * thread (the one that ended the stream: an I/O thread, or the plugin's inside
+   * stream_close); `req` may be read (headers, principal, request id) but not answered.
+   * Must not block. Stream heads still reach register_observer observers (STREAM_START). */
+  kg_status (*register_stream_observer)(kg_plugin_ctx* ctx, kg_observer_fn fn, void* user_data);
+
+  /* Opens the store key space `name` ([a-z0-9_.-]+, 1..64), shared with every plugin that
+   * opens the same name and separate from every plugin's own keys. [main] during create or
+   * start. NULL (KG_ERR_INVALID) for a bad name. Use it with the shared_* calls below, which
+   * behave exactly like the store_* calls above. */
+  kg_store_space* (*store_shared)(kg_plugin_ctx* ctx, kg_str name);
+  kg_status (*shared_check_and_set)(kg_store_space* space, kg_str key, int64_t ttl_ms,
+                                    kg_store_result* now, kg_store_fn done, void* user_data);
+  kg_status (*shared_incr)(kg_store_space* space, kg_str key, int64_t delta, int64_t ttl_ms,
+                           kg_store_result* now, kg_store_fn done, void* user_data);
+  kg_status (*shared_get)(kg_store_space* space, kg_str key, kg_store_result* now, kg_store_fn done,
+                          void* user_data);
+  kg_status (*shared_put)(kg_store_space* space, kg_str key, kg_str value, int64_t ttl_ms,
+                          kg_store_result* now, kg_store_fn done, void* user_data);
+  kg_status (*shared_del)(kg_store_space* space, kg_str key, kg_store_result* now, kg_store_fn done,
+                          void* user_data);
+
   /* Publishes like bus_publish, and calls done(ud, status) exactly once, from any thread,
    * after every matching subscriber's callback has returned for this event: KG_OK when all
    * returned KG_OK, KG_ERR_INTERNAL when one failed or the event was dropped for it (a full
@@ -505,8 +595,9 @@ typedef struct kg_plugin_descriptor {
    * error after host->set_error. */
   kg_status (*create)(const kg_host_api* host, kg_plugin_ctx* ctx, void** instance);
   /* Called after every plugin is created, in declared order, before traffic. [main] May be
-   * NULL. Connect to backends here; an error fails start-up (or marks an optional plugin
-   * unhealthy). */
+   * NULL. Connect to backends here; an error fails start-up, or — for an optional plugin —
+   * marks it unhealthy and takes it out of service: its routes answer 503 unavailable, its
+   * filters, observers and tasks never run. */
   kg_status (*start)(void* instance);
   /* Called in reverse order when the host drains: flush what you can, quickly. [main] May be
    * NULL. No request callback runs after it returns; tasks are already stopped. */

@@ -3,11 +3,11 @@
 //   class Hello : public kghost::sdk::Plugin {
 //    public:
 //     explicit Hello(kghost::sdk::Host host) : Plugin(host) {
-//       this->host().route({.method = "GET", .path = "/hello/{name}", .is_public = true},
-//                          [](kghost::sdk::Request& req) {
-//                            req.respond(200, R"({"hello":")" + std::string(*req.param("name")) +
-//                            "\"}");
-//                          });
+//       route({.method = "GET", .path = "/hello/{name}", .is_public = true},
+//             [](kghost::sdk::Request& req) {
+//               req.respond(200, R"({"hello":")" + kghost::sdk::json_escape(*req.param("name")) +
+//                                    "\"}");
+//             });
 //     }
 //   };
 //   KGHOST_PLUGIN(Hello, "hello", "1.0.0", "Says hello", 0)
@@ -15,6 +15,7 @@
 // Every callback the SDK hands to the host is wrapped: an exception becomes an error status
 // (a 500 for a request) and a log line naming the plugin; nothing C++ crosses the boundary.
 // Threading and ownership are those of the C function each method wraps (see plugin.h).
+// Built with this SDK a plugin declares ABI 1.1, so the host it loads into has every 1.1 slot.
 #pragma once
 
 #include <kghost/plugin.h>
@@ -39,6 +40,34 @@ namespace kghost::sdk {
 inline kg_str str(std::string_view s) { return kg_str{s.data(), s.size()}; }
 inline std::string_view view(kg_str s) {
   return s.len ? std::string_view(s.ptr, s.len) : std::string_view();
+}
+
+// `s` as the inside of a JSON string literal (RFC 8259): quotes, backslashes and control
+// characters escaped; other bytes (UTF-8 included) copied as they are. Small on purpose, so
+// that a plugin writing a little JSON needs no JSON library.
+inline std::string json_escape(std::string_view s) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out;
+  out.reserve(s.size() + 2);
+  for (char ch : s) {
+    auto c = static_cast<unsigned char>(ch);
+    switch (ch) {
+      case '"': out += "\\\""; break;
+      case '\\': out += "\\\\"; break;
+      case '\n': out += "\\n"; break;
+      case '\r': out += "\\r"; break;
+      case '\t': out += "\\t"; break;
+      default:
+        if (c < 0x20 || c == 0x7f) {
+          out += "\\u00";
+          out += kHex[c >> 4];
+          out += kHex[c & 0xf];
+        } else {
+          out += ch;
+        }
+    }
+  }
+  return out;
 }
 
 struct Principal {
@@ -82,6 +111,31 @@ struct CResponse {  // keeps kg_header views alive while the C struct is in use
   std::vector<kg_header> hs;
   kg_response c{};
 };
+struct CError {  // the same for an error answer
+  CError(uint16_t status, std::string_view code, std::string_view message,
+         const std::vector<Header>& headers) {
+    hs.reserve(headers.size());
+    for (auto& h : headers) hs.push_back(kg_header{str(h.name), str(h.value)});
+    c = kg_error{sizeof(kg_error), status, str(code), str(message), hs.data(), hs.size()};
+  }
+  std::vector<kg_header> hs;
+  kg_error c{};
+};
+inline void log_error(const kg_host_api* api, kg_plugin_ctx* ctx, std::string_view msg) {
+  if (api && ctx) api->log(ctx, nullptr, KG_LOG_ERROR, str(msg));
+}
+// Runs a plugin callback that must not throw across the boundary; logs (naming the plugin)
+// what it swallows.
+template <class Fn>
+void guarded(const kg_host_api* api, kg_plugin_ctx* ctx, std::string_view what, Fn&& fn) {
+  try {
+    fn();
+  } catch (const std::exception& e) {
+    log_error(api, ctx, std::string(what) + " failed: " + e.what());
+  } catch (...) {
+    log_error(api, ctx, std::string(what) + " failed with an unknown exception");
+  }
+}
 }  // namespace detail
 
 // A deferred answer. Complete it exactly once, from any thread. If it is destroyed without
@@ -89,16 +143,13 @@ struct CResponse {  // keeps kg_header views alive while the C struct is in use
 class Responder {
  public:
   Responder() = default;
-  Responder(const kg_host_api* api, kg_responder* r, std::string request_id = {})
-      : api_(api), r_(r), request_id_(std::move(request_id)) {}
-  Responder(Responder&& o) noexcept
-      : api_(o.api_), r_(std::exchange(o.r_, nullptr)), request_id_(std::move(o.request_id_)) {}
+  Responder(const kg_host_api* api, kg_responder* r) : api_(api), r_(r) {}
+  Responder(Responder&& o) noexcept : api_(o.api_), r_(std::exchange(o.r_, nullptr)) {}
   Responder& operator=(Responder&& o) noexcept {
     if (this != &o) {
       abandon();
       api_ = o.api_;
       r_ = std::exchange(o.r_, nullptr);
-      request_id_ = std::move(o.request_id_);
     }
     return *this;
   }
@@ -119,18 +170,10 @@ class Responder {
   }
   // The contract's error JSON; `headers` (e.g. Retry-After) go with it.
   void error(uint16_t status, std::string_view code, std::string_view message,
-             std::vector<Header> headers = {}) {
+             const std::vector<Header>& headers = {}) {
     if (!r_) return;
-    if (headers.empty() || !KG_HOST_HAS(api_, error_body)) {
-      api_->complete_error(std::exchange(r_, nullptr), status, str(code), str(message));
-      return;
-    }
-    Response r{status, {}, {}, std::move(headers)};
-    api_->error_body(
-        str(code), str(message), str(request_id_),
-        [](void* ud, kg_str body) { static_cast<std::string*>(ud)->append(body.ptr, body.len); },
-        &r.body);
-    complete(r);
+    detail::CError e(status, code, message, headers);
+    api_->reply_error(nullptr, std::exchange(r_, nullptr), &e.c);
   }
 
  private:
@@ -139,7 +182,6 @@ class Responder {
   }
   const kg_host_api* api_ = nullptr;
   kg_responder* r_ = nullptr;
-  std::string request_id_;
 };
 
 // A streamed response (e.g. SSE). Closed by its destructor if not closed before.
@@ -174,7 +216,8 @@ class Stream {
 // The request being handled. Valid only inside the callback that received it.
 class Request {
  public:
-  Request(const kg_host_api* api, kg_request* req) : api_(api), req_(req) {}
+  Request(const kg_host_api* api, kg_request* req, kg_plugin_ctx* ctx = nullptr)
+      : api_(api), req_(req), ctx_(ctx) {}
 
   std::string_view method() const { return view(api_->request_method(req_)); }
   std::string_view path() const { return view(api_->request_path(req_)); }
@@ -225,9 +268,11 @@ class Request {
   void respond(uint16_t status, std::string body, std::string content_type = {}) {
     respond(Response{status, std::move(body), std::move(content_type), {}});
   }
-  // The contract's error JSON, with this request's id.
-  void error(uint16_t status, std::string_view code, std::string_view message) {
-    api_->respond_error(req_, status, str(code), str(message));
+  // The contract's error JSON, with this request's id; `headers` (e.g. Retry-After) go with it.
+  void error(uint16_t status, std::string_view code, std::string_view message,
+             const std::vector<Header>& headers = {}) {
+    detail::CError e(status, code, message, headers);
+    api_->reply_error(req_, nullptr, &e.c);
   }
   // Tenant isolation: true when the caller's tenant owns the resource. Otherwise answers
   // 404 not_found (never 403, so nobody can probe which resources exist) and returns false.
@@ -241,20 +286,22 @@ class Request {
   Responder defer() {
     kg_responder* r = api_->defer(req_);
     later_ = later_ || r != nullptr;
-    return Responder(api_, r, std::string(id()));
+    return Responder(api_, r);
   }
   // Starts a chunked response; on_closed runs once when the client leaves (any thread).
   Stream stream(const Response& head, std::function<void()> on_closed = {}) {
     detail::CResponse c(head);
-    auto* cb = on_closed ? new std::function<void()>(std::move(on_closed)) : nullptr;
+    struct Closed {
+      const kg_host_api* api;
+      kg_plugin_ctx* ctx;
+      std::function<void()> fn;
+    };
+    auto* cb = on_closed ? new Closed{api_, ctx_, std::move(on_closed)} : nullptr;
     kg_stream* s = api_->stream_begin(
         req_, &c.c,
         cb ? +[](void* ud) {
-          auto* f = static_cast<std::function<void()>*>(ud);
-          try {
-            (*f)();
-          } catch (...) {
-          }
+          auto* f = static_cast<Closed*>(ud);
+          detail::guarded(f->api, f->ctx, "stream on_closed callback", f->fn);
           delete f;
         }
            : nullptr,
@@ -271,6 +318,7 @@ class Request {
  private:
   const kg_host_api* api_;
   kg_request* req_;
+  kg_plugin_ctx* ctx_;  // for log lines; may be NULL
   bool later_ = false;
 };
 
@@ -283,6 +331,22 @@ struct RouteSpec {
   std::string_view scopes{};  // space-separated, all required
   bool is_public = false;
   std::string_view summary{};
+  // For /openapi.json: longer text, and JSON Schemas (JSON text) of the request body and of
+  // the success response body. Empty: not documented.
+  std::string_view description{};
+  std::string_view request_schema{};
+  std::string_view response_schema{};
+  // A deferred answer not completed in time gets 504 gateway_timeout. 0: the host's default.
+  std::chrono::milliseconds timeout{0};
+};
+
+// Which requests a filter runs on (see kg_filter_scope).
+struct FilterScope {
+  kg_filter_scope scope = KG_FILTER_ALL_ROUTES;
+  std::string_view path_prefix{};
+  static FilterScope all_routes() { return {}; }
+  static FilterScope own_routes() { return {KG_FILTER_OWN_ROUTES, {}}; }
+  static FilterScope under(std::string_view prefix) { return {KG_FILTER_PATH_PREFIX, prefix}; }
 };
 
 struct StoreResult {
@@ -340,20 +404,23 @@ class Metric {
 class Queue {
  public:
   Queue() = default;
-  Queue(const kg_host_api* api, kg_queue* q) : api_(api), q_(q) {}
+  Queue(const kg_host_api* api, kg_queue* q, kg_plugin_ctx* ctx = nullptr)
+      : api_(api), q_(q), ctx_(ctx) {}
   explicit operator bool() const { return q_ != nullptr; }
   // KG_PENDING: done(status, id) follows once durable; KG_ERR_FULL: over the bound, answer 503.
   kg_status append(std::string_view data, std::function<void(kg_status, uint64_t)> done) {
-    auto* f = new std::function<void(kg_status, uint64_t)>(std::move(done));
+    struct Done {
+      const kg_host_api* api;
+      kg_plugin_ctx* ctx;
+      std::function<void(kg_status, uint64_t)> fn;
+    };
+    auto* f = new Done{api_, ctx_, std::move(done)};
     kg_status st = api_->queue_append(
         q_, str(data),
         [](void* ud, kg_status s, uint64_t id) {
-          auto* fn = static_cast<std::function<void(kg_status, uint64_t)>*>(ud);
-          try {
-            (*fn)(s, id);
-          } catch (...) {
-          }
-          delete fn;
+          auto* d = static_cast<Done*>(ud);
+          detail::guarded(d->api, d->ctx, "queue append callback", [&] { d->fn(s, id); });
+          delete d;
         },
         f);
     if (st != KG_PENDING) delete f;
@@ -365,24 +432,106 @@ class Queue {
     if (KG_HOST_HAS(api_, queue_fail_reason)) api_->queue_fail_reason(str(why));
   }
   kg_status replay(uint64_t id) { return api_->queue_replay(q_, id); }
+  // Stops at the first entry `visit` returns false for (or throws on: logged).
   void list_dead(const std::function<bool(const QueueEntry&)>& visit) const {
+    struct Visit {
+      const Queue* self;
+      const std::function<bool(const QueueEntry&)>& fn;
+    } v{this, visit};
     api_->queue_list_dead(
         q_,
         [](void* ud, const kg_queue_entry* e) -> int32_t {
-          auto& fn = *static_cast<const std::function<bool(const QueueEntry&)>*>(ud);
-          try {
-            return fn(QueueEntry{e->id, e->attempt, view(e->data), view(e->last_error)}) ? 0 : 1;
-          } catch (...) {
-            return 1;
-          }
+          auto& v = *static_cast<Visit*>(ud);
+          bool go_on = false;
+          detail::guarded(v.self->api_, v.self->ctx_, "dead-letter visitor", [&] {
+            go_on = v.fn(QueueEntry{e->id, e->attempt, view(e->data), view(e->last_error)});
+          });
+          return go_on ? 0 : 1;
         },
-        const_cast<std::function<bool(const QueueEntry&)>*>(&visit));
+        &v);
   }
   kg_queue* raw() const { return q_; }
 
  private:
   const kg_host_api* api_ = nullptr;
   kg_queue* q_ = nullptr;
+  kg_plugin_ctx* ctx_ = nullptr;  // for log lines
+};
+
+namespace detail {
+inline StoreResult to_result(const kg_store_result& r) {
+  return StoreResult{r.status, r.created != 0, r.value, r.ttl_ms, std::string(view(r.data))};
+}
+// One store call through `call(now, fn, ud)`: answers now, or later through `later`.
+template <class Call>
+std::optional<StoreResult> store_call(const kg_host_api* api, kg_plugin_ctx* ctx,
+                                      std::function<void(const StoreResult&)> later,
+                                      Call&& call) {
+  struct Later {
+    const kg_host_api* api;
+    kg_plugin_ctx* ctx;
+    std::function<void(const StoreResult&)> fn;
+  };
+  auto* f = new Later{api, ctx, std::move(later)};
+  kg_store_result now{};
+  now.struct_size = sizeof now;
+  kg_status st = call(
+      &now,
+      +[](void* ud, const kg_store_result* r) {
+        auto* l = static_cast<Later*>(ud);
+        guarded(l->api, l->ctx, "store callback", [&] { l->fn(to_result(*r)); });
+        delete l;
+      },
+      f);
+  if (st == KG_PENDING) return std::nullopt;
+  delete f;
+  if (st != KG_OK) return StoreResult{st, false, 0, -1, {}};
+  return to_result(now);
+}
+}  // namespace detail
+
+// A store key space shared with the other plugins that open the same name (Host::shared_store).
+// The same calls as Host's own store; cheap to copy; valid until the plugin is destroyed.
+class SharedStore {
+ public:
+  using StoreDone = std::function<void(const StoreResult&)>;
+  SharedStore() = default;
+  SharedStore(const kg_host_api* api, kg_plugin_ctx* ctx, kg_store_space* space)
+      : api_(api), ctx_(ctx), space_(space) {}
+  explicit operator bool() const { return space_ != nullptr; }
+  std::optional<StoreResult> check_and_set(std::string_view key, std::chrono::milliseconds ttl,
+                                           StoreDone later) const {
+    return detail::store_call(api_, ctx_, std::move(later), [&](auto now, auto fn, auto ud) {
+      return api_->shared_check_and_set(space_, str(key), ttl.count(), now, fn, ud);
+    });
+  }
+  std::optional<StoreResult> incr(std::string_view key, int64_t delta,
+                                  std::chrono::milliseconds ttl, StoreDone later) const {
+    return detail::store_call(api_, ctx_, std::move(later), [&](auto now, auto fn, auto ud) {
+      return api_->shared_incr(space_, str(key), delta, ttl.count(), now, fn, ud);
+    });
+  }
+  std::optional<StoreResult> get(std::string_view key, StoreDone later) const {
+    return detail::store_call(api_, ctx_, std::move(later), [&](auto now, auto fn, auto ud) {
+      return api_->shared_get(space_, str(key), now, fn, ud);
+    });
+  }
+  std::optional<StoreResult> put(std::string_view key, std::string_view value,
+                                 std::chrono::milliseconds ttl, StoreDone later) const {
+    return detail::store_call(api_, ctx_, std::move(later), [&](auto now, auto fn, auto ud) {
+      return api_->shared_put(space_, str(key), str(value), ttl.count(), now, fn, ud);
+    });
+  }
+  std::optional<StoreResult> del(std::string_view key, StoreDone later) const {
+    return detail::store_call(api_, ctx_, std::move(later), [&](auto now, auto fn, auto ud) {
+      return api_->shared_del(space_, str(key), now, fn, ud);
+    });
+  }
+
+ private:
+  const kg_host_api* api_ = nullptr;
+  kg_plugin_ctx* ctx_ = nullptr;
+  kg_store_space* space_ = nullptr;
 };
 
 // The plugin's view of the host. Cheap to copy. Registration methods: [main] during create.
@@ -438,7 +587,16 @@ class Host {
 
   Queue queue(std::string_view name, kg_queue_options options = {}) const {
     options.struct_size = sizeof options;
-    return Queue(api_, api_->queue_open(ctx_, str(name), &options));
+    return Queue(api_, api_->queue_open(ctx_, str(name), &options), ctx_);
+  }
+
+  // A store key space shared with other plugins under `name` ([a-z0-9_.-]+); the calls below
+  // use this plugin's own key space, which no other plugin sees. [main] during create/start;
+  // throws on a bad name.
+  SharedStore shared_store(std::string_view name) const {
+    kg_store_space* space = api_->store_shared(ctx_, str(name));
+    if (!space) throw std::runtime_error("cannot open the shared store \"" + std::string(name) + "\"");
+    return SharedStore(api_, ctx_, space);
   }
 
   // Store operations answer now (the result) or later (nullopt, then `later` runs once on
@@ -446,59 +604,34 @@ class Host {
   using StoreDone = std::function<void(const StoreResult&)>;
   std::optional<StoreResult> check_and_set(std::string_view key, std::chrono::milliseconds ttl,
                                            StoreDone later) const {
-    return store_call(std::move(later), [&](kg_store_result* now, kg_store_fn fn, void* ud) {
+    return detail::store_call(api_, ctx_, std::move(later), [&](auto now, auto fn, auto ud) {
       return api_->store_check_and_set(ctx_, str(key), ttl.count(), now, fn, ud);
     });
   }
   std::optional<StoreResult> incr(std::string_view key, int64_t delta,
                                   std::chrono::milliseconds ttl, StoreDone later) const {
-    return store_call(std::move(later), [&](kg_store_result* now, kg_store_fn fn, void* ud) {
+    return detail::store_call(api_, ctx_, std::move(later), [&](auto now, auto fn, auto ud) {
       return api_->store_incr(ctx_, str(key), delta, ttl.count(), now, fn, ud);
     });
   }
   std::optional<StoreResult> get(std::string_view key, StoreDone later) const {
-    return store_call(std::move(later), [&](kg_store_result* now, kg_store_fn fn, void* ud) {
+    return detail::store_call(api_, ctx_, std::move(later), [&](auto now, auto fn, auto ud) {
       return api_->store_get(ctx_, str(key), now, fn, ud);
     });
   }
   std::optional<StoreResult> put(std::string_view key, std::string_view value,
                                  std::chrono::milliseconds ttl, StoreDone later) const {
-    return store_call(std::move(later), [&](kg_store_result* now, kg_store_fn fn, void* ud) {
+    return detail::store_call(api_, ctx_, std::move(later), [&](auto now, auto fn, auto ud) {
       return api_->store_put(ctx_, str(key), str(value), ttl.count(), now, fn, ud);
     });
   }
   std::optional<StoreResult> del(std::string_view key, StoreDone later) const {
-    return store_call(std::move(later), [&](kg_store_result* now, kg_store_fn fn, void* ud) {
+    return detail::store_call(api_, ctx_, std::move(later), [&](auto now, auto fn, auto ud) {
       return api_->store_del(ctx_, str(key), now, fn, ud);
     });
   }
 
  private:
-  template <class Call>
-  std::optional<StoreResult> store_call(StoreDone later, Call&& call) const {
-    auto* fn = new StoreDone(std::move(later));
-    kg_store_result now{};
-    now.struct_size = sizeof now;
-    kg_status st = call(
-        &now,
-        [](void* ud, const kg_store_result* r) {
-          auto* f = static_cast<StoreDone*>(ud);
-          try {
-            (*f)(to_result(*r));
-          } catch (...) {
-          }
-          delete f;
-        },
-        fn);
-    if (st == KG_PENDING) return std::nullopt;
-    delete fn;
-    if (st != KG_OK) return StoreResult{st, false, 0, -1, {}};
-    return to_result(now);
-  }
-  static StoreResult to_result(const kg_store_result& r) {
-    return StoreResult{r.status, r.created != 0, r.value, r.ttl_ms, std::string(view(r.data))};
-  }
-
   const kg_host_api* api_;
   kg_plugin_ctx* ctx_;
 };
@@ -588,37 +721,36 @@ class Plugin {
                  });
                },
                h,
-               str(spec.summary)};
+               str(spec.summary),
+               str(spec.description),
+               str(spec.request_schema),
+               str(spec.response_schema),
+               static_cast<uint32_t>(spec.timeout.count())};
     check(host_.api()->register_route(host_.ctx(), &r), "route", spec.path);
   }
-  void filter(std::string_view name, int32_t order, Filter fn) {
+  // Runs on every route unless `scope` narrows it to this plugin's routes or a path prefix.
+  void filter(std::string_view name, int32_t order, Filter fn,
+              FilterScope scope = FilterScope::all_routes()) {
     auto* h = keep(std::move(fn));
-    kg_filter f{sizeof(kg_filter), str(name), order,
+    kg_filter f{sizeof(kg_filter),
+                str(name),
+                order,
                 [](void* ud, kg_request* req) -> kg_status {
                   auto& self = *static_cast<Holder<Filter>*>(ud);
                   return self.plugin->guard(
                       req, [&](Request& r) { return static_cast<kg_status>(self.fn(r)); });
                 },
-                h};
+                h,
+                scope.scope,
+                str(scope.path_prefix)};
     check(host_.api()->register_filter(host_.ctx(), &f), "filter", name);
   }
-  void observer(Observer fn) {
-    auto* h = keep(std::move(fn));
-    check(host_.api()->register_observer(
-              host_.ctx(),
-              [](void* ud, kg_request* req, const kg_observation* obs) {
-                auto& self = *static_cast<Holder<Observer>*>(ud);
-                Request r(self.plugin->host_.api(), req);
-                try {
-                  self.fn(r, *obs);
-                } catch (const std::exception& e) {
-                  self.plugin->host_.error(std::string("observer failed: ") + e.what());
-                } catch (...) {
-                  self.plugin->host_.error("observer failed");
-                }
-              },
-              h),
-          "observer", "");
+  // Sees every response (and every stream's head, kind KG_OBSERVED_STREAM_START).
+  void observer(Observer fn) { add_observer(std::move(fn), host_.api()->register_observer); }
+  // Sees every stream's end (kind KG_OBSERVED_STREAM_END): duration, body bytes, end_reason.
+  // Runs on any thread.
+  void stream_end_observer(Observer fn) {
+    add_observer(std::move(fn), host_.api()->register_stream_observer);
   }
   // Periodic task on the worker pool.
   void every(std::string_view name, std::chrono::milliseconds interval, std::function<void()> fn) {
@@ -644,12 +776,14 @@ class Plugin {
               auto& self =
                   *static_cast<Holder<std::function<std::pair<kg_health_status, std::string>()>>*>(
                       ud);
-              try {
+              const kg_host_api* api = self.plugin->host_.api();
+              bool reported = false;
+              detail::guarded(api, self.plugin->host_.ctx(), "health reporter", [&] {
                 auto [st, details] = self.fn();
-                self.plugin->host_.api()->health_set(out, st, str(details));
-              } catch (...) {
-                self.plugin->host_.api()->health_set(out, KG_UNHEALTHY, str(""));
-              }
+                api->health_set(out, st, str(details));
+                reported = true;
+              });
+              if (!reported) api->health_set(out, KG_UNHEALTHY, str(""));
             },
             h),
         "health reporter", "");
@@ -666,7 +800,7 @@ class Plugin {
                 } catch (const std::exception& ex) {
                   self.plugin->host_.error(std::string("bus handler failed: ") + ex.what());
                 } catch (...) {
-                  self.plugin->host_.error("bus handler failed");
+                  self.plugin->host_.error("bus handler failed with an unknown exception");
                 }
                 return KG_ERR_INTERNAL;
               },
@@ -683,10 +817,9 @@ class Plugin {
                   return self.fn(QueueEntry{e->id, e->attempt, view(e->data), view(e->last_error)});
                 } catch (const std::exception& ex) {
                   self.plugin->host_.error(std::string("queue consumer failed: ") + ex.what());
-                  if (KG_HOST_HAS(self.plugin->host_.api(), queue_fail_reason))
-                    self.plugin->host_.api()->queue_fail_reason(str(ex.what()));
+                  self.plugin->host_.api()->queue_fail_reason(str(ex.what()));
                 } catch (...) {
-                  self.plugin->host_.error("queue consumer failed");
+                  self.plugin->host_.error("queue consumer failed with an unknown exception");
                 }
                 return KG_ERR_RETRY;
               },
@@ -700,6 +833,18 @@ class Plugin {
     Plugin* plugin;
     F fn;
   };
+  void add_observer(Observer fn, kg_status (*reg)(kg_plugin_ctx*, kg_observer_fn, void*)) {
+    auto* h = keep(std::move(fn));
+    check(reg(host_.ctx(),
+              [](void* ud, kg_request* req, const kg_observation* obs) {
+                auto& self = *static_cast<Holder<Observer>*>(ud);
+                Request r(self.plugin->host_.api(), req, self.plugin->host_.ctx());
+                detail::guarded(self.plugin->host_.api(), self.plugin->host_.ctx(), "observer",
+                                [&] { self.fn(r, *obs); });
+              },
+              h),
+          "observer", "");
+  }
   template <class F>
   Holder<F>* keep(F fn) {
     auto holder = std::make_shared<Holder<F>>(Holder<F>{this, std::move(fn)});
@@ -717,7 +862,7 @@ class Plugin {
                 } catch (const std::exception& e) {
                   self.plugin->host_.error(std::string("task failed: ") + e.what());
                 } catch (...) {
-                  self.plugin->host_.error("task failed");
+                  self.plugin->host_.error("task failed with an unknown exception");
                 }
               },
               h};
@@ -730,7 +875,7 @@ class Plugin {
   }
   template <class Fn>
   kg_status guard(kg_request* req, Fn&& fn) {
-    Request r(host_.api(), req);
+    Request r(host_.api(), req, host_.ctx());
     try {
       return fn(r);
     } catch (const std::exception& e) {
@@ -777,7 +922,7 @@ inline void stop(void* instance) {
   } catch (const std::exception& e) {
     p->host().error(std::string("stop failed: ") + e.what());
   } catch (...) {
-    p->host().error("stop failed");
+    p->host().error("stop failed with an unknown exception");
   }
 }
 inline void destroy(void* instance) { delete static_cast<Plugin*>(instance); }
