@@ -108,6 +108,7 @@ int run(kghost::HostConfig& cfg, bool check_only, const sigset_t& signals) {
   log.info(std::string("received ") + (sig == SIGINT ? "SIGINT" : "SIGTERM") +
            ": draining (up to " + std::to_string(cfg.server.drain_timeout.count()) + " s)");
   bool drained = server.drain(cfg.server.drain_timeout);
+  pipeline.end_streams();
   if (!drained)
     log.warn(std::to_string(server.in_flight()) +
              " requests were still in flight at the drain timeout");

@@ -5,6 +5,18 @@
 #include <random>
 
 namespace kghost {
+
+// What a stream carried so far; shared by the plugin's handle and the transport's on_closed.
+struct StreamMeter {
+  std::shared_ptr<Exchange> ex;  // keeps the request readable for the observers
+  uint16_t status = 0;
+  std::atomic<uint64_t> bytes{0};
+  std::atomic<bool> plugin_closing{false}, ended{false};
+  void end(kg_stream_end_reason reason) {
+    if (!ended.exchange(true)) ex->pipeline->observe_stream_end(*ex, status, bytes, reason);
+  }
+};
+
 namespace {
 
 kg_request* as_request(Exchange* ex) { return reinterpret_cast<kg_request*>(ex); }
@@ -72,16 +84,7 @@ bool runs_on(const FilterEntry& f, const Exchange& ex) {
 // stream observers exactly once, whoever ends it (client, plugin, host shutdown).
 class ObservedStream final : public StreamState {
  public:
-  struct Meter {  // shared with the transport's on_closed callback, which outlives nothing
-    std::shared_ptr<Exchange> ex;  // keeps the request readable for the observers
-    uint16_t status = 0;
-    std::atomic<uint64_t> bytes{0};
-    std::atomic<bool> plugin_closing{false}, ended{false};
-    void end(kg_stream_end_reason reason) {
-      if (!ended.exchange(true)) ex->pipeline->observe_stream_end(*ex, status, bytes, reason);
-    }
-  };
-  ObservedStream(std::shared_ptr<Meter> meter, std::shared_ptr<StreamState> inner)
+  ObservedStream(std::shared_ptr<StreamMeter> meter, std::shared_ptr<StreamState> inner)
       : meter_(std::move(meter)), inner_(std::move(inner)) {}
   int32_t write(std::string_view data) override {
     int32_t st = inner_->write(data);
@@ -90,13 +93,13 @@ class ObservedStream final : public StreamState {
   }
   void close() override {
     meter_->plugin_closing = true;
-    inner_->close();  // runs on_closed (and so Meter::end) unless the client left first
+    inner_->close();  // runs on_closed (and so StreamMeter::end) unless the client left first
     meter_->end(KG_STREAM_CLOSED_BY_PLUGIN);
   }
   void abort() override { inner_->abort(); }
 
  private:
-  std::shared_ptr<Meter> meter_;
+  std::shared_ptr<StreamMeter> meter_;
   std::shared_ptr<StreamState> inner_;
 };
 
@@ -340,11 +343,11 @@ std::shared_ptr<StreamState> Pipeline::begin_stream(Exchange& ex, HttpResponse&&
   ex.phase = Exchange::Phase::responded;
   ex.streaming = true;
   for (auto& h : ex.extra_headers) head.headers.push_back(h);
-  auto meter = std::make_shared<ObservedStream::Meter>();
+  auto meter = std::make_shared<StreamMeter>();
   meter->ex = ex.shared_from_this();
   meter->status = head.status;
-  auto inner = ex.transport->begin_stream(
-      std::move(head), [this, meter, on_closed = std::move(on_closed)] {
+  auto inner =
+      ex.transport->begin_stream(std::move(head), [this, meter, on_closed = std::move(on_closed)] {
         meter->end(meter->plugin_closing ? KG_STREAM_CLOSED_BY_PLUGIN
                    : shutting_down_      ? KG_STREAM_HOST_SHUTDOWN
                                          : KG_STREAM_CLIENT_GONE);
@@ -352,7 +355,25 @@ std::shared_ptr<StreamState> Pipeline::begin_stream(Exchange& ex, HttpResponse&&
       });
   observe(ex, meter->status, 0);
   if (!inner) return nullptr;
+  {
+    std::lock_guard lock(streams_mutex_);
+    if (streams_.size() >= 2 * streams_pruned_at_ + 64) {  // amortised: drop ended streams
+      std::erase_if(streams_, [](const auto& w) { return w.expired(); });
+      streams_pruned_at_ = streams_.size();
+    }
+    streams_.push_back(meter);
+  }
   return std::make_shared<ObservedStream>(std::move(meter), std::move(inner));
+}
+
+void Pipeline::end_streams() {
+  std::vector<std::weak_ptr<StreamMeter>> open;
+  {
+    std::lock_guard lock(streams_mutex_);
+    open.swap(streams_);
+  }
+  for (auto& w : open)
+    if (auto m = w.lock()) m->end(KG_STREAM_HOST_SHUTDOWN);
 }
 
 void Pipeline::observe(Exchange& ex, uint16_t status, uint64_t response_bytes) {

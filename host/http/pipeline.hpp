@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -17,7 +18,8 @@
 
 namespace kghost {
 class Pipeline;
-}
+struct StreamMeter;
+}  // namespace kghost
 
 // A deferred answer handed to a plugin (see kg_host_api.defer).
 struct kg_responder {
@@ -31,7 +33,7 @@ struct HandlerEntry {
   kg_handler_fn fn = nullptr;  // plugin handler, or
   void* user_data = nullptr;
   std::function<void(Exchange&)> internal;  // a host route
-  bool unavailable = false;                  // its plugin failed to start: answer 503
+  bool unavailable = false;                 // its plugin failed to start: answer 503
 };
 
 struct FilterEntry {
@@ -65,6 +67,9 @@ class Pipeline {
   const Router& router() const { return router_; }
   // [any] Streams ended from now on end because the host shuts down.
   void begin_shutdown() { shutting_down_ = true; }
+  // After the drain: reports every stream still open as ended by the host shutdown (the
+  // transport closes them when it stops).
+  void end_streams();
 
   // [request] Entry point for a parsed request.
   void handle(const std::shared_ptr<Exchange>& ex);
@@ -96,6 +101,9 @@ class Pipeline {
   std::vector<ObserverEntry> observers_;
   std::vector<ObserverEntry> stream_observers_;
   std::atomic<bool> shutting_down_{false};
+  std::mutex streams_mutex_;  // guards the two below
+  std::vector<std::weak_ptr<StreamMeter>> streams_;
+  std::size_t streams_pruned_at_ = 0;
 };
 
 // True when `target` has a ".." segment or a NUL (raw or %00), raw or percent-encoded.

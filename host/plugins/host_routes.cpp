@@ -31,8 +31,10 @@ std::string operation_id(const RouteInfo& r) {
   std::string id;
   for (char ch : r.method + r.path) {
     bool word = std::isalnum(static_cast<unsigned char>(ch));
-    if (word) id += static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
-    else if (!id.empty() && id.back() != '_') id += '_';
+    if (word)
+      id += static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+    else if (!id.empty() && id.back() != '_')
+      id += '_';
   }
   while (!id.empty() && id.back() == '_') id.pop_back();
   return id;
@@ -87,9 +89,9 @@ nlohmann::json openapi(const Pipeline& pipeline) {
   }
   nlohmann::json tags = nlohmann::json::array();
   for (auto& o : owners)
-    tags.push_back({{"name", o},
-                    {"description", o == "host" ? "Served by the host itself"
-                                                : "Served by the plugin " + o}});
+    tags.push_back(
+        {{"name", o},
+         {"description", o == "host" ? "Served by the host itself" : "Served by the plugin " + o}});
   nlohmann::json error_schema = {
       {"type", "object"},
       {"required", {"error"}},
@@ -115,7 +117,8 @@ nlohmann::json openapi(const Pipeline& pipeline) {
         {"responses",
          {{"Error",
            {{"description", "The error JSON, with the request id"},
-            {"content", {{"application/json", {{"schema", {{"$ref", "#/components/schemas/Error"}}}}}}}}}}},
+            {"content",
+             {{"application/json", {{"schema", {{"$ref", "#/components/schemas/Error"}}}}}}}}}}},
         {"securitySchemes",
          {{"ApiKeyHeader", {{"type", "apiKey"}, {"in", "header"}, {"name", "X-API-Key"}}},
           {"BearerKey", {{"type", "http"}, {"scheme", "bearer"}}}}}}}};
@@ -168,17 +171,21 @@ std::string register_host_routes(Pipeline& pipeline, const PluginHost& plugins, 
   check(add("GET", "/health/live", "", true, "Liveness: the process serves", [](Exchange& ex) {
     ex.staged = json_response(200, {{"status", "live"}});
   }));
-  check(add("GET", "/health/ready", "", true, "Readiness: started and not draining", [&state](Exchange& ex) {
-    bool ready = state.ready.load();
-    ex.staged = json_response(ready ? 200 : 503, {{"status", ready ? "ready" : "not_ready"}});
-  }));
-  check(add("GET", "/health", "", true, "Health of the host, the store and every plugin", [&](Exchange& ex) {
-    auto doc = health_document(plugins, store, state);
-    ex.staged = json_response(doc["status"] == "unhealthy" ? 503 : 200, doc);
-  }));
-  check(add("GET", "/admin/plugins", "admin", false, "The loaded plugins", [&plugins](Exchange& ex) {
-    ex.staged = json_response(200, {{"plugins", plugins.describe()}});
-  }));
+  check(add(
+      "GET", "/health/ready", "", true, "Readiness: started and not draining",
+      [&state](Exchange& ex) {
+        bool ready = state.ready.load();
+        ex.staged = json_response(ready ? 200 : 503, {{"status", ready ? "ready" : "not_ready"}});
+      }));
+  check(add("GET", "/health", "", true, "Health of the host, the store and every plugin",
+            [&](Exchange& ex) {
+              auto doc = health_document(plugins, store, state);
+              ex.staged = json_response(doc["status"] == "unhealthy" ? 503 : 200, doc);
+            }));
+  check(
+      add("GET", "/admin/plugins", "admin", false, "The loaded plugins", [&plugins](Exchange& ex) {
+        ex.staged = json_response(200, {{"plugins", plugins.describe()}});
+      }));
   check(add("GET", "/openapi.json", "", true, "This document",
             [&pipeline](Exchange& ex) { ex.staged = json_response(200, openapi(pipeline)); }));
   return err;

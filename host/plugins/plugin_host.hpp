@@ -75,9 +75,9 @@ struct kg_plugin_ctx {
   void* instance = nullptr;
   std::string config_text;
   nlohmann::json config;
-  std::deque<std::string> kept;  // strings handed out as borrowed views until destroy
-  std::string error;             // why it failed (shown at exit 2, and in /health)
-  std::string store_prefix;      // "plugin/<name>/": the plugin's own store keys
+  std::deque<std::string> kept;       // strings handed out as borrowed views until destroy
+  std::string error;                  // why it failed (shown at exit 2, and in /health)
+  std::string store_prefix;           // "plugin/<name>/": the plugin's own store keys
   std::deque<kg_store_space> spaces;  // shared key spaces it opened (stable addresses)
   enum class State { loaded, creating, created, started, failed, stopped } state = State::loaded;
   kg_health_fn health_fn = nullptr;

@@ -186,7 +186,15 @@ class Auth final : public sdk::Plugin {
 
     filter("auth.authenticate", 110, [this](Request& req) { return authenticate(req); });
     filter("auth.enforce", 200, [this](Request& req) { return enforce(req); });
-    route({.method = "GET", .path = "/api/v1/health", .summary = "The caller's identity and tier"},
+    route({.method = "GET",
+           .path = "/api/v1/health",
+           .summary = "The caller's identity and tier",
+           .description = "Answers who the API key belongs to; any valid key may call it.",
+           .response_schema =
+               R"({"type":"object","required":["status","user_id","tenant_id","tier","scopes"],)"
+               R"("properties":{"status":{"const":"ok"},"user_id":{"type":"string"},)"
+               R"("tenant_id":{"type":"string"},"tier":{"type":"string"},)"
+               R"("scopes":{"type":"array","items":{"type":"string"}}}})"},
           [](Request& req) { api_health(req); });
     subscribe("billing.tier_changed", [this](std::string_view, std::string_view data,
                                              std::string_view) { on_tier_changed(data); });

@@ -111,17 +111,29 @@ class Streaming final : public sdk::Plugin {
     route({.method = "POST",
            .path = kEventsRoute,
            .scopes = "write",
-           .summary = "Publish a JSON event on one of the caller's channels"},
+           .summary = "Publish a JSON event on one of the caller's channels",
+           .description = "The body is any JSON document. An Idempotency-Key header makes a "
+                          "retry publish at most once. 202 with the stream sequence once NATS "
+                          "acknowledged it, or queued:true when it waits in the local buffer.",
+           .request_schema = R"({"description":"any JSON document"})",
+           .response_schema = R"({"type":"object","properties":{"sequence":{"type":"integer"},)"
+                              R"("queued":{"type":"boolean"}}})"},
           [this](Request& req) { post_event(req); });
     route({.method = "GET",
            .path = kEventsRoute,
            .scopes = "read",
-           .summary = "Server-Sent Events of one of the caller's channels (Last-Event-ID resumes)"},
+           .summary = "Server-Sent Events of one of the caller's channels (Last-Event-ID resumes)",
+           .description = "A text/event-stream response; each event's id is its stream "
+                          "sequence. EventSource clients pass ?access_token= from the token "
+                          "route instead of an API key."},
           [this](Request& req) { get_events(req); });
     route({.method = "POST",
            .path = "/api/v1/streams/{channel}/token",
            .scopes = "read",
-           .summary = "A short-lived token for EventSource (?access_token=) on this channel"},
+           .summary = "A short-lived token for EventSource (?access_token=) on this channel",
+           .response_schema = R"({"type":"object","required":["token","expires_in"],)"
+                              R"("properties":{"token":{"type":"string"},)"
+                              R"("expires_in":{"type":"integer","description":"seconds"}}})"},
           [this](Request& req) { post_token(req); });
     filter("streaming.token", 150, [this](Request& req) { return token_filter(req); });
 

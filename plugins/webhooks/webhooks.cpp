@@ -308,23 +308,43 @@ class Webhooks final : public kghost::sdk::Plugin {
     route({.method = "POST",
            .path = "/webhooks/stripe",
            .is_public = true,
-           .summary = "Stripe webhook receiver (Stripe-Signature required)"},
+           .summary = "Stripe webhook receiver (Stripe-Signature required)",
+           .description = "Verifies the Stripe-Signature header over the raw body, then keeps "
+                          "the event durably before answering; a redelivered event id answers "
+                          "duplicate:true.",
+           .request_schema = R"({"type":"object","required":["id","type"],)"
+                             R"("properties":{"id":{"type":"string"},"type":{"type":"string"}}})",
+           .response_schema = R"({"type":"object","required":["received"],)"
+                              R"("properties":{"received":{"const":true},)"
+                              R"("duplicate":{"type":"boolean"}}})"},
           [this](Request& req) { on_webhook(req); });
     route({.method = "GET",
            .path = "/webhooks/stripe/health",
            .is_public = true,
-           .summary = "Stripe webhook receiver status and counters"},
+           .summary = "Stripe webhook receiver status and counters",
+           .response_schema =
+               R"({"type":"object","required":["status"],)"
+               R"("properties":{"status":{"enum":["healthy","degraded","unhealthy"]}},)"
+               R"("additionalProperties":true})"},
           [this](Request& req) { req.respond(200, health_json().dump()); });
-    route({.method = "GET",
-           .path = "/admin/webhooks/dead-letter",
-           .scopes = "admin",
-           .summary = "List Stripe events that failed processing"},
-          [this](Request& req) { on_list_dead(req); });
-    route({.method = "POST",
-           .path = "/admin/webhooks/dead-letter/{id}/replay",
-           .scopes = "admin",
-           .summary = "Queue a dead-lettered Stripe event for processing again"},
-          [this](Request& req) { on_replay(req); });
+    route(
+        {.method = "GET",
+         .path = "/admin/webhooks/dead-letter",
+         .scopes = "admin",
+         .summary = "List Stripe events that failed processing",
+         .response_schema = R"({"type":"object","required":["dead_letters","count"],"properties":{)"
+                            R"("count":{"type":"integer"},"dead_letters":{"type":"array","items":{)"
+                            R"("type":"object","properties":{"id":{"type":"integer"},)"
+                            R"("attempts":{"type":"integer"},"last_error":{"type":"string"}}}}}})"},
+        [this](Request& req) { on_list_dead(req); });
+    route(
+        {.method = "POST",
+         .path = "/admin/webhooks/dead-letter/{id}/replay",
+         .scopes = "admin",
+         .summary = "Queue a dead-lettered Stripe event for processing again",
+         .response_schema = R"({"type":"object","required":["replayed","id"],)"
+                            R"("properties":{"replayed":{"const":true},"id":{"type":"integer"}}})"},
+        [this](Request& req) { on_replay(req); });
 
     health([this] { return std::make_pair(status(), health_json().dump()); });
   }

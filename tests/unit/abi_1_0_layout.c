@@ -1,8 +1,8 @@
 /* The kept copy of the 1.0 header still has exactly the frozen 1.0 layout (C, so that the two
  * definitions of each struct never meet in one C++ program). */
-#include "../fixtures/abi-1.0/kghost/plugin.h"
-
 #include "abi_1_0_layout.inc"
+
+#include "../fixtures/abi-1.0/kghost/plugin.h"
 
 #define KG_EXACT(type, size) _Static_assert(sizeof(type) == (size), #type " size");
 #define KG_AT(type, field, offset) \

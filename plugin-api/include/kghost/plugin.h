@@ -288,9 +288,9 @@ typedef struct kg_route {
 typedef uint32_t kg_filter_scope;
 #define KG_FILTER_ALL_ROUTES 0u /* every route: the default, and what every 1.0 filter gets */
 #define KG_FILTER_OWN_ROUTES 1u /* only the routes the registering plugin registered */
-#define KG_FILTER_PATH_PREFIX                                      \
-  2u /* only paths equal to path_prefix or below it, segment-wise: \
-      * "/api/v1" runs on "/api/v1" and "/api/v1/x", not "/api/v10" */
+/* Only paths equal to path_prefix or below it, segment-wise: "/api/v1" runs on "/api/v1" and
+ * "/api/v1/x", not on "/api/v10". */
+#define KG_FILTER_PATH_PREFIX 2u
 
 typedef struct kg_filter {
   uint32_t struct_size;
@@ -307,7 +307,7 @@ typedef struct kg_filter {
  * with extra headers (e.g. Retry-After). Borrowed: the host copies it. */
 typedef struct kg_error {
   uint32_t struct_size;
-  uint16_t status;          /* 400..599 */
+  uint16_t status;          /* an HTTP error status, 4xx or 5xx */
   kg_str code;              /* machine-readable, e.g. "rate_limited" */
   kg_str message;           /* for humans; never a secret */
   const kg_header* headers; /* may be NULL when header_count is 0 */
@@ -535,9 +535,10 @@ typedef struct kg_host_api {
    * - req: answers now, like respond; then return KG_OK. [request]
    * - responder: completes the deferred answer and releases the responder, like complete;
    *   from a filter too (the chain stops). [any]
-   * KG_ERR_INVALID for a NULL/invalid error or status outside 400..599 (a responder is then
-   * still released, answered 500 internal_error). respond_error, complete_error and
-   * error_body + complete remain for 1.0 plugins and do the same without headers. */
+   * KG_ERR_INVALID for a NULL error, a status outside 100..599, or both or neither of req and
+   * responder (a responder is then still released, answered 500 internal_error). respond_error,
+   * complete_error and error_body + complete remain for 1.0 plugins and do the same without
+   * headers. */
   kg_status (*reply_error)(kg_request* req, kg_responder* responder, const kg_error* error);
 
   /* Registers an observer of stream ends: called once per stream when it ends, with
@@ -550,7 +551,7 @@ typedef struct kg_host_api {
 
   /* Opens the store key space `name` ([a-z0-9_.-]+, 1..64), shared with every plugin that
    * opens the same name and separate from every plugin's own keys. [main] during create or
-   * start. NULL (KG_ERR_INVALID) for a bad name. Use it with the shared_* calls below, which
+   * start; NULL for a bad name. Use it with the shared_* calls below, which
    * behave exactly like the store_* calls above. */
   kg_store_space* (*store_shared)(kg_plugin_ctx* ctx, kg_str name);
   kg_status (*shared_check_and_set)(kg_store_space* space, kg_str key, int64_t ttl_ms,

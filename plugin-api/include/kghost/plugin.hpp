@@ -52,11 +52,21 @@ inline std::string json_escape(std::string_view s) {
   for (char ch : s) {
     auto c = static_cast<unsigned char>(ch);
     switch (ch) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
       default:
         if (c < 0x20 || c == 0x7f) {
           out += "\\u00";
@@ -465,8 +475,7 @@ inline StoreResult to_result(const kg_store_result& r) {
 // One store call through `call(now, fn, ud)`: answers now, or later through `later`.
 template <class Call>
 std::optional<StoreResult> store_call(const kg_host_api* api, kg_plugin_ctx* ctx,
-                                      std::function<void(const StoreResult&)> later,
-                                      Call&& call) {
+                                      std::function<void(const StoreResult&)> later, Call&& call) {
   struct Later {
     const kg_host_api* api;
     kg_plugin_ctx* ctx;
@@ -595,7 +604,8 @@ class Host {
   // throws on a bad name.
   SharedStore shared_store(std::string_view name) const {
     kg_store_space* space = api_->store_shared(ctx_, str(name));
-    if (!space) throw std::runtime_error("cannot open the shared store \"" + std::string(name) + "\"");
+    if (!space)
+      throw std::runtime_error("cannot open the shared store \"" + std::string(name) + "\"");
     return SharedStore(api_, ctx_, space);
   }
 
@@ -835,7 +845,8 @@ class Plugin {
   };
   void add_observer(Observer fn, kg_status (*reg)(kg_plugin_ctx*, kg_observer_fn, void*)) {
     auto* h = keep(std::move(fn));
-    check(reg(host_.ctx(),
+    check(reg(
+              host_.ctx(),
               [](void* ud, kg_request* req, const kg_observation* obs) {
                 auto& self = *static_cast<Holder<Observer>*>(ud);
                 Request r(self.plugin->host_.api(), req, self.plugin->host_.ctx());
