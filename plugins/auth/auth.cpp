@@ -4,7 +4,7 @@
 //   filter  auth.enforce       order 200  401 missing_api_key, tier changes, 429 + headers
 //   route   GET /api/v1/health            the caller's identity
 //   bus     billing.tier_changed          {"tenant_id":…,"tier":…} changes a tenant's tier
-//   store   tier:<tenant>                 the same, as billing keeps it in the shared store:
+//   store   tiers/<tenant> (shared space)  the same, as billing keeps it in the shared store:
 //                                         re-read at most every tier_refresh_ms per tenant, in
 //                                         the background, so a replica that did not see the bus
 //                                         event (the bus is per process) follows within ~1 s
@@ -157,9 +157,12 @@ int64_t unix_ms() {
       .count();
 }
 
+// The store space billing writes tenants' tiers to (shared by name, see Host::shared_store).
+constexpr std::string_view kTierSpace = "tiers";
+
 class Auth final : public sdk::Plugin {
  public:
-  explicit Auth(sdk::Host h) : Plugin(h) {
+  explicit Auth(sdk::Host h) : Plugin(h), tiers_(h.shared_store(kTierSpace)) {
     try {
       settings_ = parse_settings(host().config_json());
     } catch (const std::invalid_argument& e) {
@@ -372,8 +375,8 @@ class Auth final : public sdk::Plugin {
       if (now < due) return;
       due = now + settings_.tier_refresh_ms;
     }
-    auto result = host().get(
-        "tier:" + tenant, [this, tenant](const StoreResult& r) { apply_stored_tier(tenant, r); });
+    auto result =
+        tiers_.get(tenant, [this, tenant](const StoreResult& r) { apply_stored_tier(tenant, r); });
     if (result) apply_stored_tier(tenant, *result);
   }
 
@@ -415,6 +418,7 @@ class Auth final : public sdk::Plugin {
   }
 
   Settings settings_;
+  sdk::SharedStore tiers_;                           // tenant -> tier, as billing stores it
   std::unordered_map<std::string, KeyRecord> keys_;  // by sha256 hex; read-only after create
   std::size_t revoked_count_ = 0;
 

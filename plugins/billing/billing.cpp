@@ -28,8 +28,8 @@
 //
 // Subscriptions: stripe.customer.subscription.* from the bus (the webhooks plugin waits for our
 // handler before it acknowledges its own queue entry). The tier is recorded durably in
-// <data_dir>/billing/tiers.json, then put as `tier:<tenant>` in the shared store (auth re-reads
-// it, which is how other replicas learn it), then published as billing.tier_changed.
+// <data_dir>/billing/tiers.json, then put as `<tenant>` in the shared store space "tiers" (auth
+// re-reads it, which is how other replicas learn it), then published as billing.tier_changed.
 #include <atomic>
 #include <charconv>
 #include <chrono>
@@ -90,13 +90,17 @@ const char* status_name(kg_health_status s) {
   return s == KG_HEALTHY ? "healthy" : s == KG_DEGRADED ? "degraded" : "unhealthy";
 }
 
+// The store space billing writes tenants' tiers to and auth reads them from.
+constexpr std::string_view kTierSpace = "tiers";
+
 class Billing final : public sdk::Plugin {
  public:
   explicit Billing(Host h)
       : Plugin(h),
         cfg_(parse_settings(h.config_json())),
         run_(new_event_id().substr(0, 8)),
-        book_(std::filesystem::path(std::string(h.data_dir())) / "billing") {
+        book_(std::filesystem::path(std::string(h.data_dir())) / "billing"),
+        tiers_(h.shared_store(kTierSpace)) {
     if (run_.size() != 8) throw std::runtime_error("billing: OpenSSL RAND_bytes failed");
     kg_queue_options qo{};
     // A batch that could not be sent is parked (the queue's dead letters) at its first failure
@@ -610,10 +614,10 @@ class Billing final : public sdk::Plugin {
     // write that failed the first time.
     m_subs_.at(o == TierBook::Outcome::applied ? "applied" : "duplicate").add();
     auto put = wait_store([&](auto later) {
-      return host().put("tier:" + c.tenant, c.tier, milliseconds(0), std::move(later));
+      return tiers_.put(c.tenant, c.tier, milliseconds(0), std::move(later));
     });
     if (put.status != KG_OK)
-      throw std::runtime_error("billing: the shared store did not take tier:" + c.tenant);
+      throw std::runtime_error("billing: the shared store \"tiers\" did not take " + c.tenant);
     publish_tier(c.tenant, c.tier, previous, c.event_id);
     if (o == TierBook::Outcome::applied)
       host().info("billing: tenant '" + c.tenant + "' moves from " + previous + " to " + c.tier +
@@ -636,10 +640,10 @@ class Billing final : public sdk::Plugin {
     for (auto& [tenant, c] : book_.snapshot()) {
       auto apply = [this, c = c](const StoreResult& r) {
         if (r.status != KG_ERR_NOT_FOUND) return;
-        host().put("tier:" + c.tenant, c.tier, milliseconds(0), [](const StoreResult&) {});
+        tiers_.put(c.tenant, c.tier, milliseconds(0), [](const StoreResult&) {});
         publish_tier(c.tenant, c.tier, c.tier, c.event_id);
       };
-      if (auto now = host().get("tier:" + tenant, apply)) apply(*now);
+      if (auto now = tiers_.get(tenant, apply)) apply(*now);
     }
   }
 
@@ -674,6 +678,7 @@ class Billing final : public sdk::Plugin {
   Settings cfg_;
   const std::string run_;
   TierBook book_;
+  sdk::SharedStore tiers_;  // tenant -> tier, read by auth on every replica
   sdk::Queue spool_, dead_;
   std::unique_ptr<OpenMeterClient> client_;
   std::unique_ptr<OpenBatch> batch_;

@@ -431,7 +431,7 @@ TEST_F(Billing, SubscriptionChangesTheTierOnBothReplicasWithinASecond) {
       wait_until([&] { return alice_limit(*a) == "1000" && alice_limit(*b) == "1000"; }, 5s, 20ms));
   const double up_s = std::chrono::duration<double>(Clock::now() - t0).count();
   EXPECT_LT(up_s, 2.0) << "the contract says 1 s; allowing for a loaded machine";
-  EXPECT_EQ(redis.cli({"GET", "tier:user_alice"}), "PRO\n");
+  EXPECT_EQ(redis.cli({"GET", "shared/tiers/user_alice"}), "PRO\n");
 
   r = post_webhook(*b, subscription_event("evt_down", "customer.subscription.deleted",
                                           {{"tenant_id", "user_alice"}}, "pro_monthly"));
