@@ -276,8 +276,14 @@ class Connection final : public Transport, public std::enable_shared_from_this<C
     close();
     return true;
   }
-  // Waiting for the first byte of a request: a drain closes it at once.
-  bool idle() const { return idle_; }
+  // Waiting for the first byte of a request: a drain closes it at once. Bytes that reached the
+  // kernel but that this thread has not read yet are a request that has begun (in flight from
+  // its first byte), so they keep the connection open.
+  bool idle() {
+    if (!idle_) return false;
+    beast::error_code ec;
+    return socket_.available(ec) == 0 || ec;
+  }
 
   // Serialises by hand into one reused buffer: for small responses this is much cheaper than
   // Beast's serializer, and the format is fixed (status line, our headers, Content-Length).
