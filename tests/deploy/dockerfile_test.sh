@@ -66,11 +66,25 @@ for lib in "${!users[@]}"; do
   if [ -z "$pkg" ]; then bad "$lib (needed by ${users[$lib]}) belongs to no Debian package"; continue; fi
   needed[$pkg]+="${users[$lib]}"
 done
+# What apt brings with the listed packages: their Depends and Pre-Depends, recursively (read
+# from this machine's dpkg database, so a library libcurl4 pulls in counts as provided).
+declare -A provided=()
+todo=("${packages[@]}")
+while [ ${#todo[@]} -gt 0 ]; do
+  pkg=${todo[-1]}; unset 'todo[-1]'
+  pkg=${pkg%%:*}
+  [ -n "${provided[$pkg]:-}" ] && continue
+  provided[$pkg]=1
+  deps=$(dpkg-query -W -f='${Depends}, ${Pre-Depends}' "$pkg" 2>/dev/null || true)
+  while read -r dep; do
+    [ -n "$dep" ] && [ -z "${provided[$dep]:-}" ] && todo+=("$dep")
+  done < <(tr ',|' '\n\n' <<<"$deps" | sed -E 's/\(.*\)//; s/:any//; s/^ +//; s/ +$//')
+done
 for pkg in "${!needed[@]}"; do
   case "$pkg" in
     libc6|libc6-*) ;;  # the dynamic loader and libc are in every Debian image, listed or not
-    *) printf '%s\n' "${packages[@]}" | grep -qx "$pkg" ||
-         bad "runtime stage lacks $pkg (needed by ${needed[$pkg]})" ;;
+    *) [ -n "${provided[${pkg%%:*}]:-}" ] ||
+         bad "runtime stage lacks $pkg (needed by ${needed[$pkg]}), neither listed nor a dependency of a listed package" ;;
   esac
 done
 echo "runtime packages: ${packages[*]}"
