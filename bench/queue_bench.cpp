@@ -43,11 +43,12 @@ Row run(int appenders, double seconds, std::size_t payload_size, const fs::path&
   fs::remove_all(dir);
   kghost::WorkerPool pool(2);
   prometheus::Registry registry;
+  kghost::Logger log;
   kghost::QueueOptions options;
   options.dir = dir;
   options.name = "bench";
   options.max_bytes = 8ull << 30;
-  auto queue = kghost::DurableQueue::open(options, pool, registry);
+  auto queue = kghost::DurableQueue::open(options, pool, registry, log);
   std::atomic<uint64_t> delivered{0};
   if (consume) {
     queue->consume([&](const kghost::QueueEntry&, std::string&) {

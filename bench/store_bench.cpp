@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "store/store.hpp"
+#include "telemetry/logging.hpp"
 
 namespace {
 
@@ -82,7 +83,8 @@ double metric(prometheus::Registry& registry, const std::string& name) {
 
 int bench_redis(const Options& o) {
   prometheus::Registry registry;
-  auto store = kghost::make_redis_store({o.redis_url, o.pool, 2000ms, 500ms}, registry);
+  kghost::Logger log;
+  auto store = kghost::make_redis_store({o.redis_url, o.pool, 2000ms, 500ms}, registry, log);
   if (store->health().status != kghost::HealthStatus::healthy) {
     std::fprintf(stderr, "redis not reachable: %s\n", store->health().detail.c_str());
     return 1;

@@ -3,6 +3,7 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include <fstream>
 #include <iostream>
 #include <optional>
 #include <string>
@@ -17,10 +18,13 @@
 namespace {
 
 constexpr const char* kUsage = R"(usage: kghost [--config FILE.toml] [--listen HOST:PORT] [--check]
+              [--ready-file PATH]
        kghost --version | --help
 
   --config FILE   the TOML config (default: the embedded config/dev.toml)
-  --listen ADDR   listen address, overrides the config and KG_LISTEN
+  --listen ADDR   listen address, overrides the config and KG_LISTEN (port 0: any free port)
+  --ready-file P  once the listener is up and the host ready, write its bound address
+                  ("127.0.0.1:PORT" and a newline) to P atomically; removed on a clean stop
   --check         parse the config, load and initialise every enabled plugin, print what was
                   found, and exit 0 (or 2 on a problem), like nginx -t
 Environment: KG_LISTEN, KG_MODE (dev|production), REDIS_URL, KG_DATA_DIR and any ${NAME} the
@@ -30,6 +34,7 @@ config uses. Exit codes: 0 clean stop, 2 bad config or plugin, 1 anything else.
 struct Options {
   std::optional<std::string> config;
   std::optional<std::string> listen;
+  std::optional<std::filesystem::path> ready_file;
   bool check = false;
 };
 
@@ -48,7 +53,26 @@ void raise_fd_limit() {
   }
 }
 
-int run(kghost::HostConfig& cfg, bool check_only, const sigset_t& signals) {
+// Writes a temporary file beside `path` and renames it, so a reader never sees half a line.
+void write_ready_file(const std::filesystem::path& path, const std::string& address) {
+  auto tmp = path;
+  tmp += ".tmp." + std::to_string(::getpid());
+  {
+    std::ofstream out(tmp, std::ios::trunc);
+    out << address << "\n";
+    out.flush();
+    if (!out) throw std::runtime_error("cannot write the ready file " + tmp.string());
+  }
+  std::error_code ec;
+  std::filesystem::rename(tmp, path, ec);
+  if (ec) {
+    std::filesystem::remove(tmp, ec);
+    throw std::runtime_error("cannot write the ready file " + path.string() + ": " + ec.message());
+  }
+}
+
+int run(kghost::HostConfig& cfg, const Options& opts, const sigset_t& signals) {
+  const bool check_only = opts.check;
   using namespace kghost;
   Logger log(cfg.log_level);
   Metrics metrics;
@@ -57,9 +81,9 @@ int run(kghost::HostConfig& cfg, bool check_only, const sigset_t& signals) {
       cfg.store.backend == "redis"
           ? make_redis_store(RedisOptions{cfg.store.redis_url, cfg.store.redis_pool,
                                           cfg.store.redis_timeout, std::chrono::milliseconds(1000)},
-                             metrics.registry())
+                             metrics.registry(), log)
           : make_memory_store(metrics.registry());
-  EventBus bus(pool, metrics.registry());
+  EventBus bus(pool, metrics.registry(), log);
   TaskRunner tasks(pool);
   Pipeline pipeline(log);
   HostState state;
@@ -100,6 +124,7 @@ int run(kghost::HostConfig& cfg, bool check_only, const sigset_t& signals) {
   state.ready = true;
   log.info("listening on " + server.local_address() + " (mode " + cfg.mode + ", config " +
            cfg.source + ", " + std::to_string(plugins.plugins().size()) + " plugins)");
+  if (opts.ready_file) write_ready_file(*opts.ready_file, server.local_address());
 
   int sig = 0;
   sigwait(&signals, &sig);
@@ -119,6 +144,10 @@ int run(kghost::HostConfig& cfg, bool check_only, const sigset_t& signals) {
   store->stop();
   pool.stop();
   plugins.destroy();
+  if (opts.ready_file) {
+    std::error_code ec;
+    std::filesystem::remove(*opts.ready_file, ec);
+  }
   log.info("stopped");
   return 0;
 }
@@ -147,6 +176,8 @@ int main(int argc, char** argv) {
       opts.config = value("--config");
     } else if (a == "--listen") {
       opts.listen = value("--listen");
+    } else if (a == "--ready-file") {
+      opts.ready_file = value("--ready-file");
     } else if (a == "--check") {
       opts.check = true;
     } else {
@@ -178,7 +209,7 @@ int main(int argc, char** argv) {
       cfg.server.listen = *opts.listen;
     }
     if (cfg.plugin_dir.empty()) cfg.plugin_dir = default_plugin_dir();
-    return run(cfg, opts.check, signals);
+    return run(cfg, opts, signals);
   } catch (const kghost::ConfigError& e) {
     std::cerr << "kghost: config error: " << e.what() << "\n";
     return 2;

@@ -527,8 +527,8 @@ kg_queue* api_queue_open(kg_plugin_ctx* c, kg_str name, const kg_queue_options* 
   if (o.max_bytes) opts.max_bytes = o.max_bytes;
   if (o.retry_backoff_ms) opts.retry_backoff = std::chrono::milliseconds(o.retry_backoff_ms);
   try {
-    c->queues.push_back(
-        DurableQueue::open(opts, c->services->pool, c->services->metrics.registry()));
+    c->queues.push_back(DurableQueue::open(opts, c->services->pool, c->services->metrics.registry(),
+                                           c->services->log));
   } catch (const std::exception& e) {
     c->error = std::string("cannot open durable queue ") + opts.name + ": " + e.what();
     c->services->log.log(LogLevel::error, c->name, c->error);

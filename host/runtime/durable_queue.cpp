@@ -1,12 +1,12 @@
 #include "runtime/durable_queue.hpp"
 
 #include <fcntl.h>
+#include <fmt/format.h>
 #include <prometheus/counter.h>
 #include <prometheus/family.h>
 #include <prometheus/gauge.h>
 #include <prometheus/histogram.h>
 #include <prometheus/registry.h>
-#include <spdlog/spdlog.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -131,8 +131,8 @@ struct DurableQueue::Impl {
     Clock::time_point start;
   };
 
-  Impl(QueueOptions o, WorkerPool& p, prometheus::Registry& registry)
-      : opts(std::move(o)), pool(p) {
+  Impl(QueueOptions o, WorkerPool& p, prometheus::Registry& registry, Logger& l)
+      : opts(std::move(o)), pool(p), log(l) {
     if (opts.max_attempts == 0) opts.max_attempts = 5;
     if (opts.segment_bytes == 0) opts.segment_bytes = 64ull << 20;
     label = "durable queue '" + opts.name + "' (" + opts.dir.string() + ")";
@@ -281,8 +281,8 @@ struct DurableQueue::Impl {
           ::unlink(path.c_str());
           continue;
         }
-        spdlog::warn("{}: {} is shorter than a segment header; ignored. Move it away.", label,
-                     path.string());
+        log.warn(fmt::format("{}: {} is shorter than a segment header; ignored. Move it away.",
+                             label, path.string()));
         segments[key].path = path;
         continue;
       }
@@ -299,11 +299,11 @@ struct DurableQueue::Impl {
         }
         ::close(tfd);
       } else if (scan.end != qf::ScanEnd::clean) {
-        spdlog::warn(
+        log.warn(fmt::format(
             "{}: segment {} is damaged at offset {} ({}); kept the records before it and "
             "ignored the {} bytes from there on. Entries recorded after that offset may be "
             "lost or delivered again; keep a copy of the file for inspection.",
-            label, path.string(), scan.valid_end, scan.reason, bytes.size() - scan.valid_end);
+            label, path.string(), scan.valid_end, scan.reason, bytes.size() - scan.valid_end));
         if (last) reuse_last = false;  // never append after damage: the next scan stops there
         // Ids recorded after the damage are unknown; never hand them out again (consumers
         // de-duplicate by id). An append record takes at least kMinAppend bytes.
@@ -414,10 +414,10 @@ struct DurableQueue::Impl {
       return 0;
     }
     if (::ftruncate(fd, static_cast<off_t>(start)) != 0 || ::fdatasync(fd) != 0) {
-      spdlog::error(
-          "{}: cannot undo a failed write to segment {}: {}. The queue refuses "
-          "appends until restarted.",
-          label, active_segment, errno_text(errno));
+      log.error(
+          fmt::format("{}: cannot undo a failed write to segment {}: {}. The queue refuses "
+                      "appends until restarted.",
+                      label, active_segment, errno_text(errno)));
       std::lock_guard lock(commit_mu);
       broken = true;
     }
@@ -430,8 +430,9 @@ struct DurableQueue::Impl {
     if (!appends.empty() && active_size >= opts.segment_bytes) {
       int err = 0;
       if (!create_segment(appends.front().id, err)) {
-        spdlog::warn("{}: cannot create a new segment: {}; still writing to the current one.",
-                     label, errno_text(err));
+        log.warn(
+            fmt::format("{}: cannot create a new segment: {}; still writing to the current one.",
+                        label, errno_text(err)));
       }
     }
     return active_segment;  // written only by this thread after start-up
@@ -464,15 +465,15 @@ struct DurableQueue::Impl {
       uint64_t seg = maybe_rotate(appends);
       int err = write_batch(meta_buf, append_buf);
       if (err == 0) {
-        if (warned) spdlog::info("{}: writes succeed again.", label);
+        if (warned) log.info(fmt::format("{}: writes succeed again.", label));
         last_failed = warned = false;
         apply_committed(appends, acks, carries, seg);
       } else {
         if (!warned) {
-          spdlog::error(
-              "{}: writing segment {} failed: {}. Appends fail (callers answer 503) "
-              "until the disk accepts writes again.",
-              label, segment_file_name(seg), errno_text(err));
+          log.error(
+              fmt::format("{}: writing segment {} failed: {}. Appends fail (callers answer 503) "
+                          "until the disk accepts writes again.",
+                          label, segment_file_name(seg), errno_text(err)));
           warned = true;
         }
         last_failed = true;
@@ -532,10 +533,10 @@ struct DurableQueue::Impl {
     std::lock_guard lock(commit_mu);
     if (commit_stop) {
       if (!meta_buf.empty()) {
-        spdlog::error(
-            "{}: stopping with {} bytes of acks/retries not written; those entries "
-            "may be delivered again after a restart.",
-            label, meta_buf.size());
+        log.error(
+            fmt::format("{}: stopping with {} bytes of acks/retries not written; those entries "
+                        "may be delivered again after a restart.",
+                        label, meta_buf.size()));
       }
       return;
     }
@@ -552,9 +553,9 @@ struct DurableQueue::Impl {
     try {
       done(status, id);
     } catch (const std::exception& e) {
-      spdlog::error("{}: append callback threw: {}", label, e.what());
+      log.error(fmt::format("{}: append callback threw: {}", label, e.what()));
     } catch (...) {
-      spdlog::error("{}: append callback threw", label);
+      log.error(fmt::format("{}: append callback threw", label));
     }
   }
 
@@ -593,7 +594,8 @@ struct DurableQueue::Impl {
       // One at a time, each durable before the next: a segment that came back after a crash
       // while a newer one (holding its acks) is gone would resurrect acked entries.
       if (::unlink(path.c_str()) != 0 && errno != ENOENT) {
-        spdlog::warn("{}: cannot delete segment {}: {}", label, path.string(), errno_text(errno));
+        log.warn(fmt::format("{}: cannot delete segment {}: {}", label, path.string(),
+                             errno_text(errno)));
       }
       fsync_dir(opts.dir);
     }
@@ -812,6 +814,7 @@ struct DurableQueue::Impl {
 
   QueueOptions opts;
   WorkerPool& pool;
+  Logger& log;
   std::string label;  // "durable queue 'name' (dir)", for messages
   prometheus::Gauge* depth_gauge;
   prometheus::Gauge* bytes_gauge;
@@ -858,8 +861,8 @@ struct DurableQueue::Impl {
 };
 
 std::unique_ptr<DurableQueue> DurableQueue::open(QueueOptions options, WorkerPool& pool,
-                                                 prometheus::Registry& registry) {
-  auto impl = std::make_unique<Impl>(std::move(options), pool, registry);
+                                                 prometheus::Registry& registry, Logger& log) {
+  auto impl = std::make_unique<Impl>(std::move(options), pool, registry, log);
   impl->open_dir();
   impl->recover();
   impl->start_threads();

@@ -31,6 +31,7 @@
 #include <string_view>
 
 #include "runtime/worker_pool.hpp"
+#include "telemetry/logging.hpp"
 
 namespace prometheus {
 class Registry;
@@ -63,8 +64,9 @@ class DurableQueue {
   // Opens or creates the queue in options.dir and recovers its segments. Throws
   // std::runtime_error naming the directory or file and what to do when the directory cannot be
   // created or written, is in use by another process, or holds a segment of another format.
+  // Recovery warnings and disk errors are logged to `log`, which outlives the queue.
   static std::unique_ptr<DurableQueue> open(QueueOptions options, WorkerPool& pool,
-                                            prometheus::Registry& registry);
+                                            prometheus::Registry& registry, Logger& log);
   ~DurableQueue();
   DurableQueue(const DurableQueue&) = delete;
   DurableQueue& operator=(const DurableQueue&) = delete;

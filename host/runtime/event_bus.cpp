@@ -1,9 +1,9 @@
 #include "runtime/event_bus.hpp"
 
+#include <fmt/format.h>
 #include <prometheus/counter.h>
 #include <prometheus/gauge.h>
 #include <prometheus/registry.h>
-#include <spdlog/spdlog.h>
 
 #include <algorithm>
 #include <atomic>
@@ -18,19 +18,20 @@ namespace kghost {
 // The pending subscribers of one confirmed publish. The publisher holds one count itself
 // while it fans out, so `done` cannot run before every queue has the event.
 struct BusConfirmation {
-  explicit BusConfirmation(BusConfirm d) : done(std::move(d)) {}
+  BusConfirmation(BusConfirm d, Logger& l) : done(std::move(d)), log(l) {}
   void finish(bool success) {
     if (!success) ok.store(false);
     if (remaining.fetch_sub(1) != 1) return;
     try {
       done(ok.load());
     } catch (...) {
-      spdlog::error("bus: a confirmed publish's completion threw");
+      log.error("bus: a confirmed publish's completion threw");
     }
   }
   std::atomic<int> remaining{1};
   std::atomic<bool> ok{true};
   BusConfirm done;
+  Logger& log;  // the host's; outlives every publish
 };
 
 namespace {
@@ -112,8 +113,9 @@ using SubList = std::vector<std::shared_ptr<Subscription>>;
 }  // namespace
 
 struct EventBus::Core : std::enable_shared_from_this<EventBus::Core> {
-  Core(WorkerPool& p, prometheus::Registry& registry, std::size_t cap)
+  Core(WorkerPool& p, prometheus::Registry& registry, Logger& l, std::size_t cap)
       : pool(p),
+        log(l),
         capacity(cap == 0 ? 1 : cap),
         subs(std::make_shared<const SubList>()),
         published(&prometheus::BuildCounter()
@@ -151,6 +153,7 @@ struct EventBus::Core : std::enable_shared_from_this<EventBus::Core> {
 
   WorkerPool& pool;
   std::unique_ptr<WorkerPool> confirm_pool;
+  Logger& log;
   const std::size_t capacity;
 
   mutable std::mutex subs_mutex;  // guards subs (copy-on-write) and next_id
@@ -219,9 +222,10 @@ void EventBus::Core::drain(const std::shared_ptr<Subscription>& sub) {
     try {
       ok = sub->handler(ev);
     } catch (const std::exception& e) {
-      spdlog::error("bus: subscriber '{}' threw on topic '{}': {}", sub->name, ev.topic, e.what());
+      log.error(fmt::format("bus: subscriber '{}' threw on topic '{}': {}", sub->name, ev.topic,
+                            e.what()));
     } catch (...) {
-      spdlog::error("bus: subscriber '{}' threw on topic '{}'", sub->name, ev.topic);
+      log.error(fmt::format("bus: subscriber '{}' threw on topic '{}'", sub->name, ev.topic));
     }
     tl_running_bus = outer;
     sub->delivered->Increment();  // handed over, whatever the handler made of it
@@ -249,9 +253,9 @@ bool subject_matches(std::string_view pattern, std::string_view topic) {
   return valid_pattern(pattern) && valid_topic(topic) && match_valid(pattern, topic);
 }
 
-EventBus::EventBus(WorkerPool& pool, prometheus::Registry& registry,
+EventBus::EventBus(WorkerPool& pool, prometheus::Registry& registry, Logger& log,
                    std::size_t per_subscriber_capacity)
-    : core_(std::make_shared<Core>(pool, registry, per_subscriber_capacity)) {}
+    : core_(std::make_shared<Core>(pool, registry, log, per_subscriber_capacity)) {}
 
 EventBus::~EventBus() { stop(); }
 
@@ -312,7 +316,7 @@ std::optional<std::string> EventBus::publish_impl(std::string_view topic, std::s
   Core& core = *core_;
   if (core.stopped.load(std::memory_order_relaxed) || !valid_topic(topic)) return std::nullopt;
   BusEvent ev{std::string(topic), std::string(data), id.empty() ? core.make_id() : std::string(id),
-              done ? std::make_shared<BusConfirmation>(std::move(done)) : nullptr};
+              done ? std::make_shared<BusConfirmation>(std::move(done), core.log) : nullptr};
   std::shared_ptr<const SubList> subs;
   {
     std::lock_guard lock(core.subs_mutex);

@@ -11,6 +11,7 @@
 #include <string_view>
 
 #include "runtime/worker_pool.hpp"
+#include "telemetry/logging.hpp"
 
 namespace prometheus {
 class Registry;
@@ -41,8 +42,8 @@ bool subject_matches(std::string_view pattern, std::string_view topic);
 
 class EventBus {
  public:
-  // The pool and registry outlive the bus.
-  EventBus(WorkerPool& pool, prometheus::Registry& registry,
+  // The pool, registry and logger outlive the bus. A handler that throws is logged to `log`.
+  EventBus(WorkerPool& pool, prometheus::Registry& registry, Logger& log,
            std::size_t per_subscriber_capacity = 10000);
   ~EventBus();  // stop()
   EventBus(const EventBus&) = delete;

@@ -1,10 +1,10 @@
 #include "store/redis_store.hpp"
 
+#include <fmt/format.h>
 #include <hiredis/hiredis.h>
 #include <prometheus/counter.h>
 #include <prometheus/gauge.h>
 #include <prometheus/registry.h>
-#include <spdlog/spdlog.h>
 
 #include <algorithm>
 #include <array>
@@ -147,8 +147,9 @@ RedisEndpoint parse_redis_url(std::string_view url) {
   return ep;
 }
 
-RedisStore::RedisStore(const RedisOptions& options, prometheus::Registry& registry)
-    : options_(options),
+RedisStore::RedisStore(const RedisOptions& options, prometheus::Registry& registry, Logger& log)
+    : log_(log),
+      options_(options),
       endpoint_(parse_redis_url(options.url)),
       fallback_(registry, 16, {}),
       metrics_(registry, "redis") {
@@ -170,7 +171,7 @@ RedisStore::RedisStore(const RedisOptions& options, prometheus::Registry& regist
   startup_cv_.wait_for(lock, options_.timeout + std::chrono::milliseconds(100),
                        [&] { return first_attempts_ == connections_.size(); });
   if (connected_count_.load() < connections_.size())
-    spdlog::warn("store: not reachable at start-up: {}", health().detail);
+    log_.warn(fmt::format("store: not reachable at start-up: {}", health().detail));
 }
 
 RedisStore::~RedisStore() { stop(); }
@@ -274,14 +275,14 @@ StoreReply RedisStore::answer_from_fallback(const Request& req) {
   return StoreReply::error("unknown operation");
 }
 
-void RedisStore::call_done(const Request& req, const StoreReply& reply) {
+void RedisStore::call_done(const Request& req, const StoreReply& reply) const {
   if (!req.done) return;
   try {
     req.done(reply);
   } catch (const std::exception& e) {
-    spdlog::error("store: a completion callback threw ({}); ignored", e.what());
+    log_.error(fmt::format("store: a completion callback threw ({}); ignored", e.what()));
   } catch (...) {
-    spdlog::error("store: a completion callback threw; ignored");
+    log_.error("store: a completion callback threw; ignored");
   }
 }
 
@@ -299,23 +300,23 @@ void RedisStore::set_connected(Connection& c, bool up) {
   if (stopping_.load()) return;  // shutting down: not an outage
   if (up && n == connections_.size()) {
     if (was_up_.exchange(true))
-      spdlog::info(
-          "store: redis at {}:{} reachable again, all {} connections up; the memory "
-          "fallback is no longer used",
-          endpoint_.host, endpoint_.port, n);
+      log_.info(
+          fmt::format("store: redis at {}:{} reachable again, all {} connections up; the memory "
+                      "fallback is no longer used",
+                      endpoint_.host, endpoint_.port, n));
     else
-      spdlog::info("store: connected to redis at {}:{} ({} connections)", endpoint_.host,
-                   endpoint_.port, n);
+      log_.info(fmt::format("store: connected to redis at {}:{} ({} connections)", endpoint_.host,
+                            endpoint_.port, n));
   } else if (!up && n + 1 == connections_.size()) {
     std::string why;
     {
       std::lock_guard lock(c.mutex);
       why = c.last_error;
     }
-    spdlog::warn(
-        "store: redis at {}:{} unreachable ({}); answering from the memory fallback, "
-        "reconnecting every {} ms",
-        endpoint_.host, endpoint_.port, why, options_.reconnect_interval.count());
+    log_.warn(
+        fmt::format("store: redis at {}:{} unreachable ({}); answering from the memory fallback, "
+                    "reconnecting every {} ms",
+                    endpoint_.host, endpoint_.port, why, options_.reconnect_interval.count()));
   }
 }
 
@@ -587,9 +588,9 @@ void RedisStore::process(Connection& c, std::vector<Request>& batch) {
   }
 }
 
-std::unique_ptr<Store> make_redis_store(const RedisOptions& options,
-                                        prometheus::Registry& registry) {
-  return std::make_unique<RedisStore>(options, registry);
+std::unique_ptr<Store> make_redis_store(const RedisOptions& options, prometheus::Registry& registry,
+                                        Logger& log) {
+  return std::make_unique<RedisStore>(options, registry, log);
 }
 
 }  // namespace kghost

@@ -13,6 +13,7 @@
 
 #include "store/memory_store.hpp"
 #include "store/store.hpp"
+#include "telemetry/logging.hpp"
 
 struct redisContext;
 struct redisReply;
@@ -21,7 +22,7 @@ namespace kghost {
 
 class RedisStore final : public Store {
  public:
-  RedisStore(const RedisOptions& options, prometheus::Registry& registry);
+  RedisStore(const RedisOptions& options, prometheus::Registry& registry, Logger& log);
   ~RedisStore() override;
   RedisStore(const RedisStore&) = delete;
   RedisStore& operator=(const RedisStore&) = delete;
@@ -68,7 +69,7 @@ class RedisStore final : public Store {
   std::optional<StoreReply> submit(Request&& req);
   StoreReply answer_from_fallback(const Request& req);
   void fallback_all(std::vector<Request>& reqs);
-  static void call_done(const Request& req, const StoreReply& reply);
+  void call_done(const Request& req, const StoreReply& reply) const;
 
   void run(Connection& c);
   bool connect(Connection& c);
@@ -79,6 +80,7 @@ class RedisStore final : public Store {
   StoreReply to_reply(const Request& req, const redisReply* r, bool& noscript) const;
   void set_connected(Connection& c, bool up);
 
+  Logger& log_;
   RedisOptions options_;
   RedisEndpoint endpoint_;
   MemoryStore fallback_;

@@ -20,6 +20,8 @@ class Registry;
 
 namespace kghost {
 
+class Logger;
+
 enum class StoreCode { ok, not_found, error };
 
 struct StoreReply {
@@ -93,9 +95,10 @@ std::unique_ptr<Store> make_memory_store(prometheus::Registry& registry, std::si
 // Redis backend with a memory fallback: while Redis is unreachable, calls are answered by an
 // internal memory store and health() is degraded; it reconnects by itself every
 // reconnect_interval and turns healthy again. Throws std::invalid_argument on a malformed URL
-// (the message names the URL, password masked, and the expected form).
-std::unique_ptr<Store> make_redis_store(const RedisOptions& options,
-                                        prometheus::Registry& registry);
+// (the message names the URL, password masked, and the expected form). Outages and recoveries
+// are logged to `log`, which outlives the store.
+std::unique_ptr<Store> make_redis_store(const RedisOptions& options, prometheus::Registry& registry,
+                                        Logger& log);
 
 // Parsed form of a redis:// URL; exposed for tests and for the config checker.
 struct RedisEndpoint {

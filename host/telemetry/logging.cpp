@@ -41,10 +41,13 @@ std::string timestamp() {
 
 }  // namespace
 
-Logger::Logger(LogLevel min_level) {
-  // stderr keeps stdout free for --check's report; the logger is not registered globally.
-  logger_ =
-      std::make_shared<spdlog::logger>("kghost", std::make_shared<spdlog::sinks::stderr_sink_mt>());
+// stderr keeps stdout free for --check's report.
+Logger::Logger(LogLevel min_level)
+    : Logger(std::make_shared<spdlog::sinks::stderr_sink_mt>(), min_level) {}
+
+Logger::Logger(spdlog::sink_ptr sink, LogLevel min_level) {
+  // Not registered globally: every line goes through this object, never spdlog's default.
+  logger_ = std::make_shared<spdlog::logger>("kghost", std::move(sink));
   logger_->set_pattern("%v");
   logger_->flush_on(spdlog::level::trace);
   set_level(min_level);

@@ -2,6 +2,7 @@
 // trace_id where there is one. Backed by one spdlog logger owned by the host.
 #pragma once
 
+#include <spdlog/common.h>
 #include <spdlog/logger.h>
 
 #include <memory>
@@ -15,6 +16,8 @@ class Logger {
  public:
   // Writes to stderr (the host's log stream) at `min_level` and above.
   explicit Logger(LogLevel min_level = LogLevel::info);
+  // Writes to `sink` instead (tests capture the lines this way).
+  explicit Logger(spdlog::sink_ptr sink, LogLevel min_level = LogLevel::info);
   void set_level(LogLevel level);
   bool enabled(LogLevel level) const;
   void log(LogLevel level, std::string_view plugin, std::string_view msg,

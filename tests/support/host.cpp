@@ -216,8 +216,9 @@ std::string write_file(const TempDir& dir, const std::string& name, const std::s
 
 KgHost::KgHost(const std::string& config_toml, std::map<std::string, std::string> env,
                std::optional<std::string> data_dir)
-    : env_(std::move(env)), port_(free_port()) {
+    : env_(std::move(env)) {
   config_path_ = write_file(dir_, "kghost.toml", config_toml);
+  ready_file_ = (dir_.path() / "ready").string();
   data_dir_ = data_dir ? *data_dir : (dir_.path() / "data").string();
   launch();
 }
@@ -230,17 +231,41 @@ void KgHost::launch() {
   env.emplace("KG_TEST_PLUGIN_DIR", test_plugin_dir());
   env.emplace("KG_DATA_DIR", data_dir_);
   std::string log = (dir_.path() / "kghost.log").string();
+  // The host picks a free port itself and reports it in the ready file: no race with another
+  // test for a port handed over between a probe and the bind.
+  std::error_code ec;
+  std::filesystem::remove(ready_file_, ec);
+  port_ = 0;
   proc_ = std::make_unique<Process>(
-      std::vector<std::string>{kghost_binary(), "--config", config_path_, "--listen",
-                               "127.0.0.1:" + std::to_string(port_)},
+      std::vector<std::string>{kghost_binary(), "--config", config_path_, "--listen", "127.0.0.1:0",
+                               "--ready-file", ready_file_},
       env, log);
+}
+
+bool KgHost::read_ready_file() const {
+  std::ifstream in(ready_file_);
+  std::string address;
+  if (!std::getline(in, address) || in.fail()) return false;
+  auto colon = address.rfind(':');
+  if (colon == std::string::npos) return false;
+  port_ = static_cast<uint16_t>(std::stoul(address.substr(colon + 1)));
+  return port_.load() != 0;
+}
+
+uint16_t KgHost::port() const {
+  if (port_.load() == 0)
+    wait_until([&] { return read_ready_file() || !proc_->running(); }, std::chrono::seconds(30),
+               std::chrono::milliseconds(10));
+  return port_;
 }
 
 bool KgHost::wait_ready(std::chrono::milliseconds timeout) {
   return wait_until(
              [&] {
                if (!proc_->running()) return true;
-               return http(port_, "GET", "/health/live", {}, {}, std::chrono::milliseconds(500))
+               if (port_.load() == 0 && !read_ready_file()) return false;
+               return http(port_.load(), "GET", "/health/live", {}, {},
+                           std::chrono::milliseconds(500))
                           .status == 200;
              },
              timeout, std::chrono::milliseconds(20)) &&

@@ -1,6 +1,7 @@
 // Runs a real kghost process for integration tests and talks HTTP to it.
 #pragma once
 
+#include <atomic>
 #include <map>
 #include <memory>
 #include <optional>
@@ -49,36 +50,42 @@ std::string kghost_binary();
 std::string plugin_dir();       // the real plugins (bin/plugins)
 std::string test_plugin_dir();  // fixture plugins (bin/test-plugins)
 
-// A kghost process on a free loopback port with the given TOML config. The config may use
-// ${KG_PLUGIN_DIR} and ${KG_TEST_PLUGIN_DIR}; KG_DATA_DIR points at a fresh directory.
+// A kghost process on a loopback port of its own choosing (--listen 127.0.0.1:0), reported
+// through --ready-file, with the given TOML config. The config may use ${KG_PLUGIN_DIR} and
+// ${KG_TEST_PLUGIN_DIR}; KG_DATA_DIR points at a fresh directory.
 class KgHost {
  public:
   explicit KgHost(const std::string& config_toml, std::map<std::string, std::string> env = {},
                   std::optional<std::string> data_dir = std::nullopt);
   ~KgHost();
-  uint16_t port() const { return port_; }
+  // The port the running process listens on; waits (up to 30 s) until it has reported it.
+  // It changes with restart_after_kill: ask again rather than keeping it. 0 if the process
+  // exited before it was ready.
+  uint16_t port() const;
   Process& process() { return *proc_; }
   const std::string& data_dir() const { return data_dir_; }
   // Waits until /health/live answers; false (with the log in the failure) if it exits first.
   bool wait_ready(std::chrono::milliseconds timeout = std::chrono::seconds(20));
   HttpResult get(const std::string& target, const std::vector<std::string>& headers = {}) const {
-    return http(port_, "GET", target, headers);
+    return http(port(), "GET", target, headers);
   }
   HttpResult post(const std::string& target, const std::string& body,
                   const std::vector<std::string>& headers = {}) const {
-    return http(port_, "POST", target, headers, body);
+    return http(port(), "POST", target, headers, body);
   }
   std::string log() const { return proc_->output(); }
-  // SIGKILL and start again on the same port, config and data dir.
+  // SIGKILL and start again with the same config and data dir, on a new port.
   void restart_after_kill();
 
  private:
   void launch();
+  bool read_ready_file() const;  // sets port_ once the host has written its address
   TempDir dir_;
   std::string config_path_;
+  std::string ready_file_;
   std::string data_dir_;
   std::map<std::string, std::string> env_;
-  uint16_t port_;
+  mutable std::atomic<uint16_t> port_{0};  // 0 until read; port() may run on many threads
   std::unique_ptr<Process> proc_;
 };
 

@@ -139,15 +139,47 @@ std::string Process::output() const {
   return ss.str();
 }
 
-RedisServer::RedisServer() : port_(free_port()) { start(); }
+namespace {
+
+// Starts a server and waits until its log says `ready`; false (the process gone) when it
+// exited first, e.g. because another process took the port.
+bool start_server(std::unique_ptr<Process>& proc, std::vector<std::string> argv,
+                  const std::string& ready) {
+  proc = std::make_unique<Process>(std::move(argv));
+  wait_until([&] { return proc->output().find(ready) != std::string::npos || !proc->running(); },
+             10s);
+  return proc->running() && proc->output().find(ready) != std::string::npos;
+}
+
+// redis-server and nats-server need their port before they start (redis' --port 0 turns TCP
+// off), and it must stay the same across restarts: a probed free port, tried again with
+// another one when something else took it between the probe and the bind.
+template <typename Start>
+uint16_t start_on_free_port(Start start, const char* what, std::unique_ptr<Process>& proc) {
+  for (int attempt = 0; attempt < 5; ++attempt) {
+    uint16_t port = free_port();
+    if (start(port)) return port;
+  }
+  throw std::runtime_error(std::string(what) + " did not start: " + proc->output());
+}
+
+}  // namespace
+
+RedisServer::RedisServer() {
+  port_ = start_on_free_port([&](uint16_t p) { return launch(p); }, "redis-server", proc_);
+}
 RedisServer::~RedisServer() { kill(); }
 
+bool RedisServer::launch(uint16_t port) {
+  return start_server(
+      proc_,
+      {"redis-server", "--bind", "127.0.0.1", "--port", std::to_string(port), "--save", "",
+       "--appendonly", "no", "--dir", dir_.path().string(), "--daemonize", "no"},
+      "Ready to accept connections");
+}
+
 void RedisServer::start() {
-  proc_ = std::make_unique<Process>(std::vector<std::string>{
-      "redis-server", "--bind", "127.0.0.1", "--port", std::to_string(port_), "--save", "",
-      "--appendonly", "no", "--dir", dir_.path().string(), "--daemonize", "no"});
-  if (!wait_until([&] { return port_open(port_); }, 10s))
-    throw std::runtime_error("redis-server did not start: " + proc_->output());
+  if (!launch(port_)) throw std::runtime_error("redis-server did not start: " + proc_->output());
 }
 
 void RedisServer::kill() {
@@ -171,15 +203,24 @@ std::string RedisServer::cli(const std::vector<std::string>& args) const {
   return out;
 }
 
-NatsServer::NatsServer() : port_(free_port()) { start(); }
+NatsServer::NatsServer() {
+  port_ = start_on_free_port([&](uint16_t p) { return launch(p); }, "nats-server", proc_);
+}
 NatsServer::~NatsServer() { kill(); }
 
+bool NatsServer::launch(uint16_t port) {
+  return start_server(proc_,
+                      {"nats-server", "-a", "127.0.0.1", "-p", std::to_string(port), "-js", "-sd",
+                       (dir_.path() / "js").string()},
+                      "Server is ready");
+}
+
 void NatsServer::start() {
-  proc_ = std::make_unique<Process>(std::vector<std::string>{"nats-server", "-a", "127.0.0.1", "-p",
-                                                             std::to_string(port_), "-js", "-sd",
-                                                             (dir_.path() / "js").string()});
-  if (!wait_until([&] { return port_open(port_); }, 10s))
-    throw std::runtime_error("nats-server did not start: " + proc_->output());
+  if (!launch(port_)) throw std::runtime_error("nats-server did not start: " + proc_->output());
+}
+
+void NatsServer::signal(int sig) {
+  if (proc_) proc_->signal(sig);
 }
 
 void NatsServer::kill() {

@@ -20,7 +20,10 @@ using namespace std::chrono_literals;
 bool wait_until(const std::function<bool()>& predicate, std::chrono::milliseconds timeout = 10s,
                 std::chrono::milliseconds poll = 5ms);
 
-// A loopback TCP port nobody listens on right now (bind to 0, read it back, close).
+// A loopback TCP port nobody listens on right now (bind to 0, read it back, close). Racy under
+// parallel tests: another process may take it before the caller binds it. Only for servers
+// that must know their port before they start (RedisServer, NatsServer retry on a clash);
+// kghost itself binds port 0 and reports its port (KgHost).
 uint16_t free_port();
 
 // True when something accepts TCP connections on 127.0.0.1:port.
@@ -78,8 +81,9 @@ class RedisServer {
   std::string cli(const std::vector<std::string>& args) const;
 
  private:
+  bool launch(uint16_t port);
   TempDir dir_;
-  uint16_t port_;
+  uint16_t port_ = 0;
   std::unique_ptr<Process> proc_;
 };
 
@@ -92,10 +96,12 @@ class NatsServer {
   std::string url() const { return "nats://127.0.0.1:" + std::to_string(port_); }
   void kill();
   void start();
+  void signal(int sig);  // e.g. SIGSTOP / SIGCONT to freeze it
 
  private:
+  bool launch(uint16_t port);
   TempDir dir_;
-  uint16_t port_;
+  uint16_t port_ = 0;
   std::unique_ptr<Process> proc_;
 };
 

@@ -405,8 +405,7 @@ TEST(AuthKeys, KeysFileWithABadLineRefusesToStartNamingFileAndLine) {
   auto cfg =
       write_file(dir, "kghost.toml", make_config({.auth = "keys_file = \"" + file + "\"\n"}));
   for (auto args : {std::vector<std::string>{"--config", cfg, "--check"},
-                    std::vector<std::string>{"--config", cfg, "--listen",
-                                             "127.0.0.1:" + std::to_string(free_port())}}) {
+                    std::vector<std::string>{"--config", cfg, "--listen", "127.0.0.1:0"}}) {
     auto r = run_kghost(args);
     EXPECT_EQ(r.exit_code, 2) << r.output;
     EXPECT_NE(r.output.find(file + ":3:"), std::string::npos) << r.output;
@@ -424,7 +423,7 @@ TEST(AuthModes, ProductionWithDevkeysEnabledExits2) {
   auto check = run_kghost({"--config", cfg, "--check"});
   EXPECT_EQ(check.exit_code, 2) << check.output;
   EXPECT_NE(check.output.find("devkeys"), std::string::npos) << check.output;
-  auto run = run_kghost({"--config", cfg, "--listen", "127.0.0.1:" + std::to_string(free_port())});
+  auto run = run_kghost({"--config", cfg, "--listen", "127.0.0.1:0"});
   EXPECT_EQ(run.exit_code, 2) << run.output;
   // KG_MODE wins over the file.
   auto dev_cfg = write_file(dir, "dev.toml", make_config({.mode = "dev", .devkeys = true}));

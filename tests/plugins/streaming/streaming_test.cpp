@@ -472,13 +472,9 @@ TEST(StreamingChaos, KillAndRestartNatsDuringPublishes) {
 // the breaker opens after breaker_failures, publishes are queued, and after SIGCONT the
 // half-open probe succeeds, the breaker closes and the queue drains in order.
 TEST(StreamingChaos, FrozenNatsOpensTheBreakerThenRecovers) {
-  TempDir dir;
-  uint16_t port = free_port();
-  Process nats({"nats-server", "-a", "127.0.0.1", "-p", std::to_string(port), "-js", "-sd",
-                (dir.path() / "js").string()});
-  ASSERT_TRUE(wait_until([&] { return port_open(port); }));
-  KgHost host(config("nats://127.0.0.1:" + std::to_string(port),
-                     "breaker_failures = 5\nbreaker_open_ms = 300\nack_timeout_ms = 200\n"));
+  NatsServer nats;
+  KgHost host(
+      config(nats.url(), "breaker_failures = 5\nbreaker_open_ms = 300\nack_timeout_ms = 200\n"));
   ASSERT_TRUE(host.wait_ready());
   ASSERT_TRUE(wait_until([&] { return streaming_health(host).value("mode", "") == "jetstream"; }));
   ASSERT_EQ(host.post("/api/v1/streams/frozen/events", R"({"n":0})", as("t1")).status, 202);

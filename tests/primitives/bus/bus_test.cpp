@@ -115,11 +115,12 @@ TEST(SubjectMatching, ValidatesTopicsAndPatterns) {
 class EventBusTest : public ::testing::Test {
  protected:
   prometheus::Registry registry_;
+  Logger log_;
   WorkerPool pool_{4};
 };
 
 TEST_F(EventBusTest, RejectsInvalidPatternsAndTopics) {
-  EventBus bus(pool_, registry_);
+  EventBus bus(pool_, registry_, log_);
   EXPECT_EQ(bus.subscribe("a..b", "p", [](const BusEvent&) { return true; }), 0u);
   EXPECT_EQ(bus.subscribe("a.*", "p", {}), 0u);
   EXPECT_NE(bus.subscribe("a.*", "p", [](const BusEvent&) { return true; }), 0u);
@@ -128,7 +129,7 @@ TEST_F(EventBusTest, RejectsInvalidPatternsAndTopics) {
 }
 
 TEST_F(EventBusTest, DeliversEachSubscribersEventsInPublishOrderOneAtATime) {
-  EventBus bus(pool_, registry_);
+  EventBus bus(pool_, registry_, log_);
   constexpr int kEvents = 5000;
   struct Seen {
     std::vector<int> values;
@@ -163,7 +164,7 @@ TEST_F(EventBusTest, DeliversEachSubscribersEventsInPublishOrderOneAtATime) {
 }
 
 TEST_F(EventBusTest, SlowSubscriberDoesNotDelayAFastOne) {
-  EventBus bus(pool_, registry_);
+  EventBus bus(pool_, registry_, log_);
   Gate gate;
   std::atomic<int> fast{0};
   std::atomic<int> slow{0};
@@ -185,7 +186,7 @@ TEST_F(EventBusTest, SlowSubscriberDoesNotDelayAFastOne) {
 }
 
 TEST_F(EventBusTest, FullQueueDropsEventsForThatSubscriberAndCountsThem) {
-  EventBus bus(pool_, registry_, 10);
+  EventBus bus(pool_, registry_, log_, 10);
   Gate gate;
   std::atomic<int> slow{0};
   std::atomic<int> fast{0};
@@ -218,7 +219,7 @@ TEST_F(EventBusTest, FullQueueDropsEventsForThatSubscriberAndCountsThem) {
 }
 
 TEST_F(EventBusTest, NeverRunsAHandlerOnThePublishersThread) {
-  EventBus bus(pool_, registry_);
+  EventBus bus(pool_, registry_, log_);
   std::mutex mutex;
   std::set<std::thread::id> threads;
   std::atomic<int> n{0};
@@ -237,7 +238,7 @@ TEST_F(EventBusTest, NeverRunsAHandlerOnThePublishersThread) {
 }
 
 TEST_F(EventBusTest, GeneratesUniqueIdsAndKeepsGivenOnes) {
-  EventBus bus(pool_, registry_);
+  EventBus bus(pool_, registry_, log_);
   std::mutex mutex;
   std::vector<std::string> ids;
   bus.subscribe("e", "p", [&](const BusEvent& e) {
@@ -259,7 +260,7 @@ TEST_F(EventBusTest, GeneratesUniqueIdsAndKeepsGivenOnes) {
 }
 
 TEST_F(EventBusTest, FailedAndThrowingHandlersAreCountedAndDeliveryGoesOn) {
-  EventBus bus(pool_, registry_);
+  EventBus bus(pool_, registry_, log_);
   std::atomic<int> calls{0};
   bus.subscribe("e", "flaky", [&](const BusEvent& e) -> bool {
     calls.fetch_add(1);
@@ -277,7 +278,7 @@ TEST_F(EventBusTest, FailedAndThrowingHandlersAreCountedAndDeliveryGoesOn) {
 }
 
 TEST_F(EventBusTest, StopWaitsForRunningHandlersAndDeliversNothingAfter) {
-  EventBus bus(pool_, registry_);
+  EventBus bus(pool_, registry_, log_);
   Gate gate;
   std::atomic<int> calls{0};
   std::atomic<bool> finished{false};
@@ -305,7 +306,7 @@ TEST_F(EventBusTest, StopWaitsForRunningHandlersAndDeliversNothingAfter) {
 }
 
 TEST_F(EventBusTest, UnsubscribeStopsDeliveries) {
-  EventBus bus(pool_, registry_);
+  EventBus bus(pool_, registry_, log_);
   std::atomic<int> calls{0};
   const auto id = bus.subscribe("e", "p", [&](const BusEvent&) {
     calls.fetch_add(1);
@@ -321,7 +322,7 @@ TEST_F(EventBusTest, UnsubscribeStopsDeliveries) {
 }
 
 TEST_F(EventBusTest, StopFromInsideAHandlerDoesNotDeadlock) {
-  auto bus = std::make_unique<EventBus>(pool_, registry_);
+  auto bus = std::make_unique<EventBus>(pool_, registry_, log_);
   std::atomic<bool> done{false};
   bus->subscribe("e", "p", [&](const BusEvent&) {
     bus->stop();

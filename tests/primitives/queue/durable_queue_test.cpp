@@ -6,7 +6,6 @@
 #include <prometheus/registry.h>
 #include <signal.h>
 #include <spdlog/sinks/ostream_sink.h>
-#include <spdlog/spdlog.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -42,7 +41,7 @@ class DurableQueueTest : public ::testing::Test {
   }
 
   std::unique_ptr<DurableQueue> open(QueueOptions o) {
-    return DurableQueue::open(std::move(o), pool_, registry_);
+    return DurableQueue::open(std::move(o), pool_, registry_, log_);
   }
 
   // Appends and waits until durable; returns the id.
@@ -102,6 +101,7 @@ class DurableQueueTest : public ::testing::Test {
   TempDir tmp_;
   WorkerPool pool_{2};
   prometheus::Registry registry_;
+  Logger log_;
 };
 
 // Collects deliveries and answers with a scripted outcome.
@@ -338,12 +338,9 @@ TEST_F(DurableQueueTest, CorruptRecordMidSegmentKeepsEarlierRecordsAndNamesTheFi
     f.put('X');
   }
   std::ostringstream log;
-  auto sink = std::make_shared<spdlog::sinks::ostream_sink_mt>(log);
-  auto previous = spdlog::default_logger();
-  spdlog::set_default_logger(std::make_shared<spdlog::logger>("capture", sink));
+  Logger capture(std::make_shared<spdlog::sinks::ostream_sink_mt>(log));
   std::unique_ptr<DurableQueue> q;
-  EXPECT_NO_THROW(q = open(o));
-  spdlog::set_default_logger(previous);
+  EXPECT_NO_THROW(q = DurableQueue::open(o, pool_, registry_, capture));
 
   EXPECT_NE(log.str().find(seg.string()), std::string::npos) << log.str();
   EXPECT_NE(log.str().find("offset " + std::to_string(offset_of_second)), std::string::npos)

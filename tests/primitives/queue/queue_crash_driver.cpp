@@ -8,8 +8,6 @@
 //   DONE                       drain mode: queue empty and stopped cleanly
 // Usage: queue_crash_driver <dir> <round> run|drain
 #include <prometheus/registry.h>
-#include <spdlog/sinks/stdout_sinks.h>
-#include <spdlog/spdlog.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -51,19 +49,19 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "usage: %s <dir> <round> run|drain\n", argv[0]);
     return 2;
   }
-  spdlog::set_default_logger(spdlog::stderr_logger_mt("driver"));
   const int round = std::atoi(argv[2]);
   const bool drain = std::string(argv[3]) == "drain";
 
   kghost::WorkerPool pool(2);
   prometheus::Registry registry;
+  kghost::Logger log;
   kghost::QueueOptions options;
   options.dir = argv[1];
   options.name = "crash";
   options.retry_backoff = std::chrono::milliseconds(1);
   options.segment_bytes = 64 << 10;  // small, so rotation and compaction happen under the kills
   options.on_ack_durable = [](uint64_t id) { emit("K " + std::to_string(id)); };
-  auto queue = kghost::DurableQueue::open(options, pool, registry);
+  auto queue = kghost::DurableQueue::open(options, pool, registry, log);
   emit("S");
 
   queue->consume([](const kghost::QueueEntry& e, std::string& error) {

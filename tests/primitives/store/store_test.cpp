@@ -13,6 +13,7 @@
 
 #include "store/memory_store.hpp"
 #include "support.hpp"
+#include "telemetry/logging.hpp"
 
 namespace kghost {
 namespace {
@@ -67,7 +68,7 @@ class StoreContract : public ::testing::TestWithParam<std::string> {
   void SetUp() override {
     if (GetParam() == "redis") {
       redis_ = std::make_unique<test::RedisServer>();
-      store_ = make_redis_store({redis_->url(), 4, 500ms, 100ms}, registry_);
+      store_ = make_redis_store({redis_->url(), 4, 500ms, 100ms}, registry_, log_);
       ASSERT_TRUE(wait_until([&] { return store_->health().status == HealthStatus::healthy; }));
     } else {
       store_ = make_memory_store(registry_);
@@ -94,6 +95,7 @@ class StoreContract : public ::testing::TestWithParam<std::string> {
   }
 
   prometheus::Registry registry_;
+  Logger log_;
   std::unique_ptr<test::RedisServer> redis_;
   std::unique_ptr<Store> store_;
 };
@@ -233,11 +235,12 @@ INSTANTIATE_TEST_SUITE_P(Backends, StoreContract, ::testing::Values("memory", "r
 class RedisStoreFaults : public ::testing::Test {
  protected:
   std::unique_ptr<Store> make(std::chrono::milliseconds timeout = 300ms) {
-    auto s = make_redis_store({redis_.url(), 2, timeout, 100ms}, registry_);
+    auto s = make_redis_store({redis_.url(), 2, timeout, 100ms}, registry_, log_);
     EXPECT_TRUE(wait_until([&] { return s->health().status == HealthStatus::healthy; }));
     return s;
   }
   prometheus::Registry registry_;
+  Logger log_;
   test::RedisServer redis_;
 };
 
@@ -273,7 +276,7 @@ TEST_F(RedisStoreFaults, KilledRedisFallsBackToMemoryAndRecoversByItself) {
 TEST_F(RedisStoreFaults, StartsDegradedWhenRedisIsDownAndAnswersFromMemory) {
   redis_.kill();
   const auto start = std::chrono::steady_clock::now();
-  auto store = make_redis_store({redis_.url(), 2, 200ms, 100ms}, registry_);
+  auto store = make_redis_store({redis_.url(), 2, 200ms, 100ms}, registry_, log_);
   EXPECT_LT(std::chrono::steady_clock::now() - start, 2s);
   EXPECT_EQ(store->health().status, HealthStatus::degraded);
   auto r = answer([&](StoreDone d) { return store->incr("rl:a", 2, 60s, std::move(d)); });
@@ -349,11 +352,12 @@ TEST_F(RedisStoreFaults, StopAnswersEveryPendingCallbackOnce) {
 
 TEST(RedisStoreUrl, RejectsMalformedUrlsWithAClearMessage) {
   prometheus::Registry registry;
+  Logger log;
   for (std::string url :
        {"", "localhost:6379", "http://h:1", "redis://", "redis://h:0", "redis://h:99999",
         "redis://h:abc", "redis://h:1/x", "redis://h:1?x=1", "rediss://h:1", "redis://[::1"}) {
     try {
-      make_redis_store({url}, registry);
+      make_redis_store({url}, registry, log);
       ADD_FAILURE() << "accepted " << url;
     } catch (const std::invalid_argument& e) {
       const std::string msg = e.what();
