@@ -392,12 +392,16 @@ class Webhooks final : public kghost::sdk::Plugin {
 
   void start_chain(const CallPtr& c, const std::string& ip) {
     if (cfg_.rate_limit <= 0) return verify_and_parse(c);
-    // Fixed window per source IP: one atomic incr-with-TTL, never read-then-write.
-    auto window = std::chrono::duration_cast<milliseconds>(
-                      std::chrono::steady_clock::now().time_since_epoch()) /
-                  cfg_.rate_window;
-    std::string key = "whk:rl:" + ip + ":" + std::to_string(window);
-    auto now = host().incr(key, 1, cfg_.rate_window * 2,
+    // Fixed window per source IP, aligned to the Unix epoch (wall clock, as auth's are), so
+    // replicas sharing the store count in the same window; one atomic incr-with-TTL, never
+    // read-then-write. The key lives to the window's end plus a grace second.
+    const int64_t len_ms = cfg_.rate_window.count();
+    const int64_t now_ms = std::chrono::duration_cast<milliseconds>(
+                               std::chrono::system_clock::now().time_since_epoch())
+                               .count();
+    const int64_t start_ms = now_ms - now_ms % len_ms;
+    std::string key = "whk:rl:" + ip + ":" + std::to_string(start_ms);
+    auto now = host().incr(key, 1, milliseconds(start_ms + len_ms - now_ms + 1000),
                            [this, c](const StoreResult& r) { after_rate_limit(c, r); });
     if (now) after_rate_limit(c, *now);
   }

@@ -4,6 +4,7 @@
 // assumed.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <fstream>
 #include <map>
@@ -238,6 +239,56 @@ TEST_F(Webhooks, RateLimitsPerSourceAddress) {
   EXPECT_EQ(r.status, 429);
   EXPECT_EQ(error_code(r), "rate_limited");
   EXPECT_FALSE(r.header("retry-after").empty());
+}
+
+// Two replicas sharing one Redis share one per-IP window: exactly rate_limit requests pass in
+// total. Windows are aligned to the Unix epoch (the counter key names the window's start in
+// wall-clock ms), so the test knows where the window ends and starts its burst well before.
+TEST_F(Webhooks, PerIpLimitIsExactAcrossTwoReplicasSharingRedis) {
+  RedisServer redis;
+  Options o;
+  o.store = "redis";
+  o.redis_url = redis.url();
+  constexpr int64_t kWindowMs = 3'600'000, kLimit = 10, kRequests = 40;
+  o.extra = "rate_limit = " + std::to_string(kLimit) +
+            "\nrate_window_ms = " + std::to_string(kWindowMs) + "\n";
+  auto a = start(o);
+  auto b = start(o);
+  auto now_ms = [] {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(
+               std::chrono::system_clock::now().time_since_epoch())
+        .count();
+  };
+  // At least 60 s left in this window (waits at most a minute, 1 run in 60 on average).
+  ASSERT_TRUE(wait_until([&] { return kWindowMs - now_ms() % kWindowMs >= 60'000; }, 70s, 100ms));
+  const int64_t window_start = now_ms() - now_ms() % kWindowMs;
+
+  std::atomic<int> accepted{0}, limited{0}, other{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t)
+    threads.emplace_back([&, t] {
+      KgHost& h = t % 2 ? *a : *b;
+      for (int i = t; i < kRequests; i += 4) {
+        auto body = event("evt_ip_" + std::to_string(i));
+        auto r = h.post("/webhooks/stripe", body, signed_headers(body));
+        if (r.status == 200) {
+          ++accepted;
+        } else if (r.status == 429 && error_code(r) == "rate_limited") {
+          ++limited;
+        } else {
+          ++other;
+        }
+      }
+    });
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(accepted.load(), kLimit);
+  EXPECT_EQ(limited.load(), kRequests - kLimit);
+  EXPECT_EQ(other.load(), 0);
+  // One counter for both replicas, named by the wall-clock window's start.
+  auto keys = redis.cli({"--scan", "--pattern", "*whk:rl:*"});
+  EXPECT_NE(keys.find("whk:rl:127.0.0.1:" + std::to_string(window_start) + "\n"), std::string::npos)
+      << keys;
+  EXPECT_EQ(std::count(keys.begin(), keys.end(), '\n'), 1) << keys;
 }
 
 TEST_F(Webhooks, SaturatedSpoolAnswers503NeverA200) {
