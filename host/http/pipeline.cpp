@@ -4,6 +4,8 @@
 #include <nlohmann/json.hpp>
 #include <random>
 
+#include "common/text.hpp"
+
 namespace kghost {
 
 // What a stream carried so far; shared by the plugin's handle and the transport's on_closed.
@@ -23,30 +25,16 @@ kg_request* as_request(Exchange* ex) { return reinterpret_cast<kg_request*>(ex);
 
 std::string random_hex(std::size_t chars) {
   thread_local std::mt19937_64 rng{std::random_device{}()};
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string out(chars, '0');
-  uint64_t bits = 0;
-  for (std::size_t i = 0; i < chars; ++i) {
-    if (i % 16 == 0) bits = rng();
-    out[i] = kHex[bits & 0xF];
-    bits >>= 4;
-  }
+  std::string out;
+  out.reserve(chars + 16);
+  while (out.size() < chars) out += to_hex(rng());
+  out.resize(chars);
   return out;
 }
 
 bool is_lower_hex(std::string_view s) {
   return std::all_of(s.begin(), s.end(),
                      [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
-}
-
-bool has_scope(std::string_view scopes, std::string_view wanted) {
-  while (!scopes.empty()) {
-    auto sp = scopes.find(' ');
-    if (scopes.substr(0, sp) == wanted) return true;
-    if (sp == std::string_view::npos) break;
-    scopes.remove_prefix(sp + 1);
-  }
-  return false;
 }
 
 // What observers are told; views borrow from the exchange.
@@ -244,18 +232,16 @@ void Pipeline::run_filters(const std::shared_ptr<Exchange>& ex) {
                                  ex->request_id));
       return;
     }
-    std::string_view need = route.scopes;
-    while (!need.empty()) {
-      auto sp = need.find(' ');
-      auto scope = need.substr(0, sp);
-      if (!scope.empty() && !has_scope(ex->principal->scopes, scope)) {
-        finish(*ex, error_response(403, "insufficient_scope",
-                                   "this route needs the scope '" + std::string(scope) + "'",
-                                   ex->request_id));
-        return;
-      }
-      if (sp == std::string_view::npos) break;
-      need.remove_prefix(sp + 1);
+    std::string_view missing;
+    for_each_scope(route.scopes, [&](std::string_view scope) {
+      if (!has_scope(ex->principal->scopes, scope)) missing = scope;
+      return missing.empty();
+    });
+    if (!missing.empty()) {
+      finish(*ex, error_response(403, "insufficient_scope",
+                                 "this route needs the scope '" + std::string(missing) + "'",
+                                 ex->request_id));
+      return;
     }
   }
   run_handler(ex);

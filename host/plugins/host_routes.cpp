@@ -3,6 +3,7 @@
 #include <cctype>
 #include <set>
 
+#include "common/text.hpp"
 #include "version.hpp"
 
 namespace kghost {
@@ -15,14 +16,12 @@ HttpResponse json_response(uint16_t status, const nlohmann::json& body) {
   return r;
 }
 
-std::vector<std::string> split_scopes(std::string_view s) {
+std::vector<std::string> split_scopes(std::string_view list) {
   std::vector<std::string> out;
-  while (!s.empty()) {
-    auto sp = s.find(' ');
-    if (!s.substr(0, sp).empty()) out.emplace_back(s.substr(0, sp));
-    if (sp == std::string_view::npos) break;
-    s.remove_prefix(sp + 1);
-  }
+  for_each_scope(list, [&](std::string_view s) {
+    out.emplace_back(s);
+    return true;
+  });
   return out;
 }
 

@@ -13,6 +13,8 @@
 #include <random>
 #include <vector>
 
+#include "common/text.hpp"
+
 namespace kghost {
 
 // The pending subscribers of one confirmed publish. The publisher holds one count itself
@@ -183,12 +185,8 @@ thread_local const EventBus::Core* tl_running_bus = nullptr;
 }  // namespace
 
 std::string EventBus::Core::make_id() {
-  static constexpr char kHex[] = "0123456789abcdef";
   const uint64_t seq = id_seq.fetch_add(1, std::memory_order_relaxed);
-  std::string id(33, '-');
-  for (int i = 0; i < 16; ++i) id[15 - i] = kHex[(id_prefix >> (4 * i)) & 0xf];
-  for (int i = 0; i < 16; ++i) id[32 - i] = kHex[(seq >> (4 * i)) & 0xf];
-  return id;
+  return to_hex(id_prefix) + "-" + to_hex(seq);
 }
 
 void EventBus::Core::drain(const std::shared_ptr<Subscription>& sub) {

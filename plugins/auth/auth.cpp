@@ -135,19 +135,14 @@ Settings parse_settings(std::string_view config_json) {
 
 // Scopes in both lists, in the order of `wanted`.
 std::string intersect_scopes(std::string_view wanted, std::string_view allowed) {
-  Principal a{{}, {}, {}, allowed};
   std::string out;
-  std::string_view rest = wanted;
-  while (!rest.empty()) {
-    auto sp = rest.find(' ');
-    auto s = rest.substr(0, sp);
-    if (!s.empty() && a.has_scope(s)) {
+  sdk::for_each_scope(wanted, [&](std::string_view s) {
+    if (sdk::has_scope(allowed, s)) {
       if (!out.empty()) out += ' ';
       out.append(s);
     }
-    if (sp == std::string_view::npos) break;
-    rest.remove_prefix(sp + 1);
-  }
+    return true;
+  });
   return out;
 }
 
@@ -340,13 +335,10 @@ class Auth final : public sdk::Plugin {
     auto p = req.principal();
     if (!p) return req.error(401, "missing_api_key", "this route needs an API key");
     json scopes = json::array();
-    std::string_view rest = p->scopes;
-    while (!rest.empty()) {
-      auto sp = rest.find(' ');
-      if (auto s = rest.substr(0, sp); !s.empty()) scopes.push_back(std::string(s));
-      if (sp == std::string_view::npos) break;
-      rest.remove_prefix(sp + 1);
-    }
+    sdk::for_each_scope(p->scopes, [&](std::string_view s) {
+      scopes.push_back(std::string(s));
+      return true;
+    });
     json body = {{"status", "ok"},
                  {"user_id", std::string(p->user_id)},
                  {"tenant_id", std::string(p->tenant_id)},

@@ -4,6 +4,7 @@
 #include <openssl/rand.h>
 
 #include <fstream>
+#include <kghost/sdk/text.hpp>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <sstream>
@@ -32,13 +33,7 @@ std::string sha256_hex(std::string_view data) {
   unsigned int len = 0;
   if (EVP_Digest(data.data(), data.size(), md, &len, EVP_sha256(), nullptr) != 1)
     throw std::runtime_error("SHA-256 failed (OpenSSL)");
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string out(len * 2, '0');
-  for (unsigned int i = 0; i < len; ++i) {
-    out[2 * i] = kHex[md[i] >> 4];
-    out[2 * i + 1] = kHex[md[i] & 15];
-  }
-  return out;
+  return kghost::sdk::to_hex(std::string_view(reinterpret_cast<const char*>(md), len));
 }
 
 std::string key_id_for(std::string_view hash) { return "key_" + std::string(hash.substr(0, 12)); }

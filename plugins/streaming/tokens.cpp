@@ -5,6 +5,7 @@
 #include <openssl/hmac.h>
 #include <openssl/rand.h>
 
+#include <kghost/sdk/text.hpp>
 #include <nlohmann/json.hpp>
 #include <stdexcept>
 
@@ -21,7 +22,6 @@ bool valid_channel(std::string_view channel) {
 }
 
 std::string subject_token(std::string_view tenant_id) {
-  static const char* hex = "0123456789ABCDEF";
   std::string out;
   out.reserve(tenant_id.size());
   for (unsigned char c : tenant_id) {
@@ -30,9 +30,8 @@ std::string subject_token(std::string_view tenant_id) {
     if (plain) {
       out.push_back(static_cast<char>(c));
     } else {
-      out.push_back('%');
-      out.push_back(hex[c >> 4]);
-      out.push_back(hex[c & 15]);
+      out += '%';
+      out += kghost::sdk::to_hex(std::string_view(reinterpret_cast<const char*>(&c), 1), true);
     }
   }
   if (out.empty()) out = "%";  // never an empty token

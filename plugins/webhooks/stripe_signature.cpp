@@ -6,6 +6,7 @@
 
 #include <array>
 #include <charconv>
+#include <kghost/sdk/text.hpp>
 
 namespace kghost::webhooks {
 namespace {
@@ -140,14 +141,7 @@ SignatureResult verify(std::string_view header, std::string_view raw_body,
 std::string sign(std::string_view secret, int64_t timestamp, std::string_view raw_body) {
   Digest d{};
   if (!hmac(secret, timestamp, raw_body, d)) return {};
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string out;
-  out.reserve(64);
-  for (unsigned char c : d) {
-    out += kHex[c >> 4];
-    out += kHex[c & 15];
-  }
-  return out;
+  return kghost::sdk::to_hex(std::string_view(reinterpret_cast<const char*>(d.data()), d.size()));
 }
 
 }  // namespace kghost::webhooks

@@ -25,6 +25,7 @@
 #include <exception>
 #include <functional>
 #include <initializer_list>
+#include <kghost/sdk/text.hpp>
 #include <list>
 #include <memory>
 #include <mutex>
@@ -82,16 +83,7 @@ inline std::string json_escape(std::string_view s) {
 
 struct Principal {
   std::string_view user_id, tenant_id, tier, scopes;
-  bool has_scope(std::string_view scope) const {
-    std::string_view rest = scopes;
-    while (!rest.empty()) {
-      auto sp = rest.find(' ');
-      if (rest.substr(0, sp) == scope) return true;
-      if (sp == std::string_view::npos) break;
-      rest.remove_prefix(sp + 1);
-    }
-    return false;
-  }
+  bool has_scope(std::string_view scope) const { return sdk::has_scope(scopes, scope); }
 };
 
 struct Header {

@@ -1,0 +1,44 @@
+// Small text helpers shared by plugins: hex encoding and scope lists. Header-only, no
+// dependency beyond the standard library. (The host has its own copy in host/common: plugins
+// never include host headers.)
+#pragma once
+
+#include <string>
+#include <string_view>
+
+namespace kghost::sdk {
+
+// Hex digits of `bytes`, two per byte, lower-case ("a0ff") or upper-case ("A0FF"). Lower-case
+// is what SHA-256 key hashes, Stripe signatures and ids use; OpenSSL's OPENSSL_buf2hexstr
+// only writes upper-case.
+inline std::string to_hex(std::string_view bytes, bool upper = false) {
+  const char* digits = upper ? "0123456789ABCDEF" : "0123456789abcdef";
+  std::string out(bytes.size() * 2, '0');
+  for (std::size_t i = 0; i < bytes.size(); ++i) {
+    const auto c = static_cast<unsigned char>(bytes[i]);
+    out[2 * i] = digits[c >> 4];
+    out[2 * i + 1] = digits[c & 15];
+  }
+  return out;
+}
+
+// Calls visit(scope) for each non-empty scope of a space-separated list ("read write"), in
+// order, until visit returns false. Returns false when it stopped early. Allocates nothing.
+template <typename Visit>
+bool for_each_scope(std::string_view list, Visit&& visit) {
+  while (!list.empty()) {
+    const auto sp = list.find(' ');
+    const auto scope = list.substr(0, sp);
+    if (!scope.empty() && !visit(scope)) return false;
+    if (sp == std::string_view::npos) break;
+    list.remove_prefix(sp + 1);
+  }
+  return true;
+}
+
+// True when the space-separated `list` holds `scope`.
+inline bool has_scope(std::string_view list, std::string_view scope) {
+  return !for_each_scope(list, [&](std::string_view s) { return s != scope; });
+}
+
+}  // namespace kghost::sdk
