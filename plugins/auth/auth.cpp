@@ -15,6 +15,7 @@
 #include <atomic>
 #include <chrono>
 #include <kghost/plugin.hpp>
+#include <kghost/sdk/config.hpp>
 #include <memory>
 #include <mutex>
 #include <nlohmann/json.hpp>
@@ -45,6 +46,9 @@ struct Tier {
 };
 
 // Parsed once in the constructor; read-only afterwards.
+// Requests per window a tier may allow; far above any real limit.
+constexpr int64_t kMaxTierLimit = 1'000'000'000'000;
+
 struct Settings {
   std::string keys_file;  // empty: no production keys (dev setups with devkeys only)
   int64_t window_s = 60;
@@ -81,53 +85,36 @@ std::string scopes_from_json(const json& v, const std::string& where) {
 Settings parse_settings(std::string_view config_json) {
   Settings s;
   s.tiers = default_tiers();
-  json cfg = json::parse(config_json.begin(), config_json.end(), nullptr, false);
-  if (cfg.is_discarded() || !cfg.is_object()) throw std::invalid_argument("config is not a table");
-  for (auto& [k, v] : cfg.items()) {
-    if (k == "keys_file") {
-      if (!v.is_string()) throw std::invalid_argument("keys_file must be a string (a path)");
-      s.keys_file = v.get<std::string>();
-    } else if (k == "window_s") {
-      if (!v.is_number_integer() || v.get<int64_t>() < 1 || v.get<int64_t>() > 86400)
-        throw std::invalid_argument("window_s must be an integer in 1..86400 (default 60)");
-      s.window_s = v.get<int64_t>();
-    } else if (k == "tier_refresh_ms") {
-      if (!v.is_number_integer() || v.get<int64_t>() < 0 || v.get<int64_t>() > 3'600'000)
-        throw std::invalid_argument(
-            "tier_refresh_ms must be an integer in 0..3600000 (default 500; 0: off)");
-      s.tier_refresh_ms = v.get<int64_t>();
-    } else if (k == "tiers") {
-      if (!v.is_object())
-        throw std::invalid_argument("tiers must be a table [plugins.config.tiers.NAME]");
-      for (auto& [name, t] : v.items()) {
-        std::string tier = normalize_tier(name);
-        std::string where = "tiers." + name;
-        if (tier.empty())
-          throw std::invalid_argument(where + ": tier names match [A-Za-z0-9_]{1,32}");
-        if (!t.is_object())
-          throw std::invalid_argument(where + ": expected a table with limit and scopes");
-        Tier out{tier, 0, ""};
-        if (auto it = s.tiers.find(tier); it != s.tiers.end()) out = it->second;
-        for (auto& [tk, tv] : t.items()) {
-          if (tk == "limit") {
-            if (!tv.is_number_integer() || tv.get<int64_t>() < 0)
-              throw std::invalid_argument(
-                  where + ".limit must be a non-negative integer (requests per window)");
-            out.limit = tv.get<int64_t>();
-          } else if (tk == "scopes") {
-            out.scopes = scopes_from_json(tv, where + ".scopes");
-          } else {
-            throw std::invalid_argument(where + ": unknown key '" + tk +
-                                        "' (known: limit, scopes)");
-          }
+  sdk::Config cfg(config_json);
+  cfg.allow_only({"keys_file", "window_s", "tier_refresh_ms", "tiers"});
+  s.keys_file = cfg.string("keys_file");
+  s.window_s = cfg.integer("window_s", s.window_s, 1, 86400);
+  s.tier_refresh_ms = cfg.integer("tier_refresh_ms", s.tier_refresh_ms, 0, 3'600'000);  // 0: off
+  if (cfg.has("tiers")) {
+    const json& v = cfg.table()["tiers"];
+    if (!v.is_object())
+      throw std::invalid_argument("tiers must be a table [plugins.config.tiers.NAME]");
+    for (auto& [name, t] : v.items()) {
+      std::string tier = normalize_tier(name);
+      std::string where = "tiers." + name;
+      if (tier.empty())
+        throw std::invalid_argument(where + ": tier names match [A-Za-z0-9_]{1,32}");
+      if (!t.is_object())
+        throw std::invalid_argument(where + ": expected a table with limit and scopes");
+      Tier out{tier, 0, ""};
+      if (auto it = s.tiers.find(tier); it != s.tiers.end()) out = it->second;
+      for (auto& [tk, tv] : t.items()) {
+        if (tk == "limit") {
+          out.limit = sdk::Config::integer_value(tv, where + ".limit", 0, kMaxTierLimit);
+        } else if (tk == "scopes") {
+          out.scopes = scopes_from_json(tv, where + ".scopes");
+        } else {
+          throw std::invalid_argument(where + ": unknown key '" + tk + "' (known: limit, scopes)");
         }
-        if (!t.contains("limit") && !s.tiers.count(tier))
-          throw std::invalid_argument(where + ": a new tier needs limit = N");
-        s.tiers[tier] = out;
       }
-    } else {
-      throw std::invalid_argument("unknown key '" + k +
-                                  "' (known: keys_file, window_s, tier_refresh_ms, tiers)");
+      if (!t.contains("limit") && !s.tiers.count(tier))
+        throw std::invalid_argument(where + ": a new tier needs limit = N");
+      s.tiers[tier] = out;
     }
   }
   return s;

@@ -36,12 +36,9 @@ struct Settings {
   std::string token_secret;  // empty: a random per-process secret (single replica only)
 };
 
-// Parses the plugin's config JSON (the [plugins.config] table). Throws std::invalid_argument
-// naming the key on a bad or unknown key. `env_servers` is NATS_SERVERS, used when the table
-// has no `servers` key.
+// Parses the plugin's config JSON (the [plugins.config] table). Throws sdk::ConfigError (an
+// std::invalid_argument) naming the key on a bad or unknown key. `env_servers` is NATS_SERVERS,
+// used when the table has no `servers` key.
 Settings parse_settings(std::string_view json_text, std::string_view env_servers);
-
-// "a, b,c" -> {"a","b","c"}; empty items dropped.
-std::vector<std::string> split_servers(std::string_view list);
 
 }  // namespace kghost::streaming

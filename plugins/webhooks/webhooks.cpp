@@ -52,6 +52,7 @@
 #include <filesystem>
 #include <fstream>
 #include <kghost/plugin.hpp>
+#include <kghost/sdk/config.hpp>
 #include <map>
 #include <mutex>
 #include <nlohmann/json.hpp>
@@ -94,87 +95,37 @@ struct Config {
   uint64_t journal_rotate = 100000;     // ids per journal generation (two are kept)
 };
 
-[[noreturn]] void bad(const std::string& key, const std::string& why) {
-  throw std::runtime_error("webhooks config: '" + key + "' " + why);
-}
-
-int64_t get_int(const json& cfg, const char* key, int64_t def, int64_t min, int64_t max) {
-  if (!cfg.contains(key)) return def;
-  const json& v = cfg[key];
-  int64_t out = 0;
-  if (v.is_number_integer()) {
-    out = v.get<int64_t>();
-  } else if (v.is_string()) {  // "${ENV:-8}" style values arrive as strings
-    const std::string s = v.get<std::string>();
-    auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), out);
-    if (ec != std::errc() || p != s.data() + s.size())
-      bad(key, "must be an integer, got \"" + s + "\"");
-  } else {
-    bad(key, "must be an integer");
-  }
-  if (out < min || out > max)
-    bad(key, "must be between " + std::to_string(min) + " and " + std::to_string(max));
-  return out;
-}
-
-Config parse_config(std::string_view text) {
-  json cfg = json::parse(text, nullptr, false);
-  if (!cfg.is_object()) throw std::runtime_error("webhooks config: not a table");
-  static const std::unordered_set<std::string> known = {
-      "secrets",         "tolerance_s",    "idempotency_ttl_s", "rate_limit",
-      "rate_window_ms",  "max_attempts",   "retry_backoff_ms",  "max_queue_bytes",
-      "max_queue_depth", "retry_after_s",  "claim_lease_ms",    "store_timeout_ms",
-      "journal_dir",     "journal_rotate", "confirm_timeout_ms"};
-  for (auto& [k, v] : cfg.items())
-    if (!known.count(k)) bad(k, "is not a known key");
+Config parse_config(std::string_view text) try {
+  kghost::sdk::Config cfg(text);
+  cfg.allow_only({"secrets", "tolerance_s", "idempotency_ttl_s", "rate_limit", "rate_window_ms",
+                  "max_attempts", "retry_backoff_ms", "max_queue_bytes", "max_queue_depth",
+                  "retry_after_s", "claim_lease_ms", "store_timeout_ms", "confirm_timeout_ms",
+                  "journal_dir", "journal_rotate"});
   Config c;
   // Secrets: a comma list (as STRIPE_WEBHOOK_SECRET carries it) or an array of strings.
-  auto add_list = [&](const std::string& s) {
-    std::size_t start = 0;
-    while (start <= s.size()) {
-      auto comma = s.find(',', start);
-      std::string one =
-          s.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
-      while (!one.empty() && one.front() == ' ') one.erase(0, 1);
-      while (!one.empty() && one.back() == ' ') one.pop_back();
-      if (!one.empty()) c.secrets.push_back(one);
-      if (comma == std::string::npos) break;
-      start = comma + 1;
-    }
-  };
-  if (!cfg.contains("secrets")) bad("secrets", "is required (e.g. \"${STRIPE_WEBHOOK_SECRET}\")");
-  if (cfg["secrets"].is_string()) {
-    add_list(cfg["secrets"].get<std::string>());
-  } else if (cfg["secrets"].is_array()) {
-    for (auto& s : cfg["secrets"]) {
-      if (!s.is_string()) bad("secrets", "must hold strings");
-      add_list(s.get<std::string>());
-    }
-  } else {
-    bad("secrets", "must be a string (comma list) or an array of strings");
-  }
-  if (c.secrets.empty()) bad("secrets", "holds no secret");
-  c.tolerance = seconds(get_int(cfg, "tolerance_s", 300, 1, 86400));
-  c.idempotency_ttl = seconds(get_int(cfg, "idempotency_ttl_s", 72 * 3600, 60, 90LL * 86400));
-  c.rate_limit = get_int(cfg, "rate_limit", 1000, 0, 1'000'000'000);
-  c.rate_window = milliseconds(get_int(cfg, "rate_window_ms", 1000, 100, 3'600'000));
-  c.max_attempts = static_cast<uint32_t>(get_int(cfg, "max_attempts", 8, 1, 100));
-  c.retry_backoff = milliseconds(get_int(cfg, "retry_backoff_ms", 500, 1, 600'000));
-  c.max_queue_bytes =
-      static_cast<uint64_t>(get_int(cfg, "max_queue_bytes", 0, 0, int64_t{1} << 40));
+  auto secrets = cfg.list("secrets");
+  if (!secrets) cfg.fail("secrets", "is required (e.g. \"${STRIPE_WEBHOOK_SECRET}\")");
+  c.secrets = std::move(*secrets);
+  if (c.secrets.empty()) cfg.fail("secrets", "holds no secret");
+  c.tolerance = seconds(cfg.integer("tolerance_s", 300, 1, 86400));
+  c.idempotency_ttl = seconds(cfg.integer("idempotency_ttl_s", 72 * 3600, 60, 90LL * 86400));
+  c.rate_limit = cfg.integer("rate_limit", 1000, 0, 1'000'000'000);
+  c.rate_window = milliseconds(cfg.integer("rate_window_ms", 1000, 100, 3'600'000));
+  c.max_attempts = static_cast<uint32_t>(cfg.integer("max_attempts", 8, 1, 100));
+  c.retry_backoff = milliseconds(cfg.integer("retry_backoff_ms", 500, 1, 600'000));
+  c.max_queue_bytes = static_cast<uint64_t>(cfg.integer("max_queue_bytes", 0, 0, int64_t{1} << 40));
   c.max_queue_depth =
-      static_cast<uint64_t>(get_int(cfg, "max_queue_depth", 200000, 1, int64_t{1} << 40));
-  c.retry_after_s = static_cast<int>(get_int(cfg, "retry_after_s", 5, 1, 3600));
-  c.claim_lease = milliseconds(get_int(cfg, "claim_lease_ms", 10000, 100, 3'600'000));
-  c.store_timeout = milliseconds(get_int(cfg, "store_timeout_ms", 5000, 10, 600'000));
-  c.confirm_timeout = milliseconds(get_int(cfg, "confirm_timeout_ms", 10000, 10, 600'000));
-  if (cfg.contains("journal_dir")) {
-    if (!cfg["journal_dir"].is_string()) bad("journal_dir", "must be a string");
-    c.journal_dir = cfg["journal_dir"].get<std::string>();
-  }
+      static_cast<uint64_t>(cfg.integer("max_queue_depth", 200000, 1, int64_t{1} << 40));
+  c.retry_after_s = static_cast<int>(cfg.integer("retry_after_s", 5, 1, 3600));
+  c.claim_lease = milliseconds(cfg.integer("claim_lease_ms", 10000, 100, 3'600'000));
+  c.store_timeout = milliseconds(cfg.integer("store_timeout_ms", 5000, 10, 600'000));
+  c.confirm_timeout = milliseconds(cfg.integer("confirm_timeout_ms", 10000, 10, 600'000));
+  c.journal_dir = cfg.string("journal_dir");
   c.journal_rotate =
-      static_cast<uint64_t>(get_int(cfg, "journal_rotate", 100000, 10, int64_t{1} << 32));
+      static_cast<uint64_t>(cfg.integer("journal_rotate", 100000, 10, int64_t{1} << 32));
   return c;
+} catch (const kghost::sdk::ConfigError& e) {
+  throw std::runtime_error(std::string("webhooks config: ") + e.what());
 }
 
 // ---- the local processed journal ----------------------------------------------------------
