@@ -101,7 +101,7 @@ int run(kghost::HostConfig& cfg, const Options& opts, const sigset_t& signals) {
                         [&] { return health_document(*plugins_ptr, *store, state).dump(); }};
   PluginHost plugins(services);
   plugins_ptr = &plugins;
-  if (auto err = register_host_routes(pipeline, plugins, *store, state); !err.empty())
+  if (auto err = register_host_routes(pipeline, plugins, *store, state, pool); !err.empty())
     throw std::runtime_error(err);
 
   plugins.load(cfg);

@@ -251,8 +251,8 @@ void Pipeline::run_handler(const std::shared_ptr<Exchange>& ex) {
   ex->phase = Exchange::Phase::handler;
   const HandlerEntry& h = handlers_[ex->match.route->handler];
   if (h.internal) {
-    h.internal(*ex);
-    settle(ex, ex->staged ? KG_OK : KG_ERR_INTERNAL, false, "host");
+    h.internal(*ex);  // answers now (staged) or later (deferred, completed through complete())
+    settle(ex, ex->staged || ex->deferred ? KG_OK : KG_ERR_INTERNAL, false, "host");
     return;
   }
   kg_status st = h.fn(h.user_data, as_request(ex.get()));

@@ -123,6 +123,23 @@ nlohmann::json openapi(const Pipeline& pipeline) {
           {"BearerKey", {{"type", "http"}, {"scheme", "bearer"}}}}}}}};
 }
 
+// Answers `ex` later with what `make` returns, computed on the worker pool: plugin health
+// reporters are plugin code and may be slow, and an I/O thread must never wait for them.
+void answer_on_pool(WorkerPool& pool, Exchange& ex, std::function<HttpResponse()> make) {
+  ex.deferred = true;
+  auto* responder = new kg_responder{ex.shared_from_this(), ex.pipeline};
+  pool.post([responder, make = std::move(make)] {
+    HttpResponse r;
+    try {
+      r = make();
+    } catch (const std::exception& e) {
+      r = error_response(500, "internal_error", std::string("cannot answer: ") + e.what(),
+                         responder->exchange->request_id);
+    }
+    responder->pipeline->complete(responder, std::move(r));
+  });
+}
+
 }  // namespace
 
 nlohmann::json health_document(const PluginHost& plugins, const Store& store,
@@ -151,7 +168,7 @@ nlohmann::json health_document(const PluginHost& plugins, const Store& store,
 }
 
 std::string register_host_routes(Pipeline& pipeline, const PluginHost& plugins, const Store& store,
-                                 const HostState& state) {
+                                 const HostState& state, WorkerPool& pool) {
   auto add = [&](std::string method, std::string path, std::string scopes, bool is_public,
                  std::string summary, std::function<void(Exchange&)> fn) {
     RouteInfo info;
@@ -178,8 +195,10 @@ std::string register_host_routes(Pipeline& pipeline, const PluginHost& plugins, 
       }));
   check(add("GET", "/health", "", true, "Health of the host, the store and every plugin",
             [&](Exchange& ex) {
-              auto doc = health_document(plugins, store, state);
-              ex.staged = json_response(doc["status"] == "unhealthy" ? 503 : 200, doc);
+              answer_on_pool(pool, ex, [&] {
+                auto doc = health_document(plugins, store, state);
+                return json_response(doc["status"] == "unhealthy" ? 503 : 200, doc);
+              });
             }));
   check(
       add("GET", "/admin/plugins", "admin", false, "The loaded plugins", [&plugins](Exchange& ex) {

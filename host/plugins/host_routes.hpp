@@ -19,8 +19,9 @@ struct HostState {
 nlohmann::json health_document(const PluginHost& plugins, const Store& store,
                                const HostState& state);
 
-// Registers the host routes. Returns an error text on a route conflict, else "".
+// Registers the host routes. Returns an error text on a route conflict, else "". /health runs
+// the plugins' reporters on `pool`, never on the I/O thread.
 std::string register_host_routes(Pipeline& pipeline, const PluginHost& plugins, const Store& store,
-                                 const HostState& state);
+                                 const HostState& state, WorkerPool& pool);
 
 }  // namespace kghost

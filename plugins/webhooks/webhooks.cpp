@@ -4,7 +4,8 @@
 // Routes
 //   POST /webhooks/stripe                                  public  (Stripe has no API key)
 //   GET  /webhooks/stripe/health                           public  counters and status
-//   GET  /admin/webhooks/dead-letter                       admin   list dead letters
+//   GET  /admin/webhooks/dead-letter                       admin   list dead letters (deferred,
+//                                                                  built on the admin task)
 //   POST /admin/webhooks/dead-letter/{id}/replay           admin   replay one
 //
 // Ingress, in this order (each step only runs when the one before it succeeded):
@@ -49,8 +50,10 @@
 #include <charconv>
 #include <chrono>
 #include <condition_variable>
+#include <deque>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <kghost/plugin.hpp>
 #include <kghost/sdk/config.hpp>
 #include <map>
@@ -298,6 +301,7 @@ class Webhooks final : public kghost::sdk::Plugin {
         [this](Request& req) { on_replay(req); });
 
     health([this] { return std::make_pair(status(), health_json().dump()); });
+    run("webhooks.admin", [this](kg_stop* stop) { serve_admin_jobs(stop); });
   }
 
   // Delivery starts after every plugin is created, so subscribers of stripe.> are in place
@@ -576,6 +580,17 @@ class Webhooks final : public kghost::sdk::Plugin {
         return req.error(400, "bad_request", "limit must be an integer between 1 and 10000");
       limit = v;
     }
+    // Up to 10,000 dead letters parsed: too long for the I/O thread that received the request.
+    // The answer is deferred and built on the admin task's thread.
+    std::lock_guard lock(admin_mutex_);
+    if (!admin_running_) return req.respond(200, dead_letters(limit));  // not started or stopped
+    admin_jobs_.push_back([this, limit, r = std::make_shared<Responder>(req.defer())] {
+      r->complete({200, dead_letters(limit)});
+    });
+    admin_cv_.notify_one();
+  }
+
+  std::string dead_letters(size_t limit) {
     json list = json::array();
     queue_.list_dead([&](const QueueEntry& d) {
       json item = {{"id", d.id}, {"attempts", d.attempt}, {"last_error", d.last_error}};
@@ -586,7 +601,27 @@ class Webhooks final : public kghost::sdk::Plugin {
       list.push_back(std::move(item));
       return list.size() < limit;
     });
-    req.respond(200, json{{"dead_letters", list}, {"count", list.size()}}.dump());
+    return json{{"dead_letters", list}, {"count", list.size()}}.dump();
+  }
+
+  // The admin task: runs the jobs admin routes defer, one at a time, until the host stops it.
+  // Jobs queued before the stop still run; later listings are answered inline.
+  void serve_admin_jobs(kg_stop* stop) {
+    std::unique_lock lock(admin_mutex_);
+    admin_running_ = true;
+    while (true) {
+      admin_cv_.wait_for(lock, milliseconds(100), [&] { return !admin_jobs_.empty(); });
+      if (admin_jobs_.empty()) {
+        if (stop_requested(stop)) break;
+        continue;
+      }
+      auto job = std::move(admin_jobs_.front());
+      admin_jobs_.pop_front();
+      lock.unlock();
+      job();
+      lock.lock();
+    }
+    admin_running_ = false;
   }
 
   void on_replay(Request& req) {
@@ -624,6 +659,10 @@ class Webhooks final : public kghost::sdk::Plugin {
   }
 
   Config cfg_;
+  std::mutex admin_mutex_;  // guards admin_jobs_, admin_running_
+  std::condition_variable admin_cv_;
+  std::deque<std::function<void()>> admin_jobs_;
+  bool admin_running_ = false;
   std::unique_ptr<Journal> journal_;
   kghost::sdk::Queue queue_;
   std::map<std::string, kghost::sdk::Metric::Series, std::less<>> results_;  // fixed after create

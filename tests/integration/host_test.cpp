@@ -298,6 +298,29 @@ TEST(FaultyPlugin, StreamOnClosedRunsOnceWhenThePluginClosesFirst) {
   EXPECT_EQ(calls["ran_inside_close"], true);
 }
 
+// /health runs plugin reporters on the worker pool: one that blocks for seconds does not stall
+// the only I/O thread, which keeps answering other requests meanwhile.
+TEST(FaultyPlugin, BlockingHealthReporterDoesNotStallTheIoThread) {
+  KgHost host(plugin_config("faulty", "[server]\nthreads = 1\n"));
+  ASSERT_TRUE(host.wait_ready()) << host.log();
+  ASSERT_EQ(host.get("/faulty/slow-health?ms=3000").status, 200);
+  HttpResult health;
+  std::thread slow([&] { health = host.get("/health"); });
+  auto slowest = std::chrono::milliseconds(0);
+  EXPECT_TRUE(wait_until([&] {
+    auto start = std::chrono::steady_clock::now();
+    auto r = host.get("/faulty/health-state");
+    slowest = std::max(slowest, std::chrono::duration_cast<std::chrono::milliseconds>(
+                                    std::chrono::steady_clock::now() - start));
+    return body_json(r).value("in_reporter", false);
+  }));
+  EXPECT_LT(slowest.count(), 1500) << "a request waited for the blocked reporter";
+  EXPECT_EQ(host.get("/faulty/ok").status, 200);
+  slow.join();
+  EXPECT_EQ(health.status, 200) << health.body;
+  EXPECT_EQ(body_json(health)["plugins"]["faulty"]["status"], "healthy") << health.body;
+}
+
 TEST(PluginLoading, WrongMajorExits2NamingPluginPathAndBothVersions) {
   TempDir dir;
   auto cfg = write_file(dir, "k.toml", plugin_config("wrong_major"));
