@@ -54,21 +54,23 @@ void raise_fd_limit() {
 }
 
 // Writes a temporary file beside `path` and renames it, so a reader never sees half a line.
-void write_ready_file(const std::filesystem::path& path, const std::string& address) {
+// Returns what went wrong, or "".
+std::string write_ready_file(const std::filesystem::path& path, const std::string& address) {
   auto tmp = path;
   tmp += ".tmp." + std::to_string(::getpid());
   {
     std::ofstream out(tmp, std::ios::trunc);
     out << address << "\n";
     out.flush();
-    if (!out) throw std::runtime_error("cannot write the ready file " + tmp.string());
+    if (!out) return "cannot write the ready file " + tmp.string();
   }
   std::error_code ec;
   std::filesystem::rename(tmp, path, ec);
   if (ec) {
     std::filesystem::remove(tmp, ec);
-    throw std::runtime_error("cannot write the ready file " + path.string() + ": " + ec.message());
+    return "cannot write the ready file " + path.string() + ": " + ec.message();
   }
+  return "";
 }
 
 int run(kghost::HostConfig& cfg, const Options& opts, const sigset_t& signals) {
@@ -124,14 +126,20 @@ int run(kghost::HostConfig& cfg, const Options& opts, const sigset_t& signals) {
   state.ready = true;
   log.info("listening on " + server.local_address() + " (mode " + cfg.mode + ", config " +
            cfg.source + ", " + std::to_string(plugins.plugins().size()) + " plugins)");
-  if (opts.ready_file) write_ready_file(*opts.ready_file, server.local_address());
-
-  int sig = 0;
-  sigwait(&signals, &sig);
+  int exit_code = 0;
+  if (auto err = opts.ready_file ? write_ready_file(*opts.ready_file, server.local_address()) : "";
+      !err.empty()) {
+    // Whoever waits for the file would wait forever: stop the usual way and say why.
+    log.error(err + "; stopping");
+    exit_code = 1;
+  } else {
+    int sig = 0;
+    sigwait(&signals, &sig);
+    log.info(std::string("received ") + (sig == SIGINT ? "SIGINT" : "SIGTERM") +
+             ": draining (up to " + std::to_string(cfg.server.drain_timeout.count()) + " s)");
+  }
   state.ready = false;
   pipeline.begin_shutdown();  // streams ended from here on are reported as ended by the host
-  log.info(std::string("received ") + (sig == SIGINT ? "SIGINT" : "SIGTERM") +
-           ": draining (up to " + std::to_string(cfg.server.drain_timeout.count()) + " s)");
   bool drained = server.drain(cfg.server.drain_timeout);
   pipeline.end_streams();
   if (!drained)
@@ -149,7 +157,7 @@ int run(kghost::HostConfig& cfg, const Options& opts, const sigset_t& signals) {
     std::filesystem::remove(*opts.ready_file, ec);
   }
   log.info("stopped");
-  return 0;
+  return exit_code;
 }
 
 }  // namespace

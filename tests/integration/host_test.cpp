@@ -6,6 +6,7 @@
 
 #include <atomic>
 #include <csignal>
+#include <fstream>
 #include <nlohmann/json.hpp>
 #include <thread>
 
@@ -456,6 +457,39 @@ TEST(Cli, VersionHelpAndUnknownFlags) {
   EXPECT_NE(v.output.find("plugin ABI 1.1"), std::string::npos);
   EXPECT_EQ(run_kghost({"--help"}).exit_code, 0);
   EXPECT_EQ(run_kghost({"--frobnicate"}).exit_code, 2);
+}
+
+// --listen 127.0.0.1:0 --ready-file: the file appears once the host is ready and names the
+// port it bound (the KgHost fixture relies on it); it is removed on a clean stop. A ready file
+// that cannot be written stops the host with exit 1 instead of leaving a waiter hanging.
+TEST(Cli, ReadyFileNamesTheBoundPortAndIsRemovedOnStop) {
+  TempDir dir;
+  auto cfg = write_file(dir, "k.toml", kCPlugin);
+  const auto ready = dir.path() / "ready";
+  Process p(
+      {kghost_binary(), "--config", cfg, "--listen", "127.0.0.1:0", "--ready-file", ready.string()},
+      {{"KG_TEST_PLUGIN_DIR", test_plugin_dir()}});
+  std::string address;
+  ASSERT_TRUE(wait_until(
+      [&] {
+        std::ifstream in(ready);
+        return std::getline(in, address) && !address.empty();
+      },
+      20s))
+      << p.output();
+  ASSERT_EQ(address.rfind("127.0.0.1:", 0), 0u) << address;
+  const auto port = static_cast<uint16_t>(std::stoi(address.substr(10)));
+  ASSERT_NE(port, 0);
+  EXPECT_EQ(http(port, "GET", "/c/hello").status, 200);
+  EXPECT_NE(p.output().find("listening on " + address), std::string::npos) << p.output();
+  p.signal(SIGTERM);
+  ASSERT_EQ(p.wait(20s), 0) << p.output();
+  EXPECT_FALSE(std::filesystem::exists(ready));
+
+  auto bad = run_kghost({"--config", cfg, "--listen", "127.0.0.1:0", "--ready-file",
+                         (dir.path() / "missing" / "ready").string()});
+  EXPECT_EQ(bad.exit_code, 1) << bad.output;
+  EXPECT_NE(bad.output.find("cannot write the ready file"), std::string::npos) << bad.output;
 }
 
 TEST(Cli, EmbeddedDefaultConfigStartsWithoutArguments) {
