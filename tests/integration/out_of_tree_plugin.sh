@@ -10,19 +10,22 @@ cmake --install "$build_dir" --prefix "$work/prefix" >/dev/null
 cmake -S "$source_dir/tests/fixtures/out_of_tree" -B "$work/build" -G Ninja \
   -DCMAKE_PREFIX_PATH="$work/prefix" >/dev/null
 cmake --build "$work/build" >/dev/null
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 cat >"$work/k.toml" <<TOML
 [[plugins]]
 name = "ext_hello"
 path = "$work/build/kg_ext_hello.so"
 TOML
 "$work/prefix/bin/kghost" --config "$work/k.toml" --check | grep -q '"name": "ext_hello"'
-"$work/prefix/bin/kghost" --config "$work/k.toml" --listen "127.0.0.1:$port" 2>"$work/log" &
+# Port 0: the host binds a free port itself and names it in the ready file once it serves.
+"$work/prefix/bin/kghost" --config "$work/k.toml" --listen 127.0.0.1:0 \
+  --ready-file "$work/ready" 2>"$work/log" &
 pid=$!
 for _ in $(seq 1 200); do
-  body=$(curl -fsS "http://127.0.0.1:$port/ext/hello" 2>/dev/null) && break
+  [ -s "$work/ready" ] && break
   sleep 0.05
 done
+address=$(cat "$work/ready" 2>/dev/null || true)
+body=$(curl -fsS "http://${address:-127.0.0.1:1}/ext/hello" 2>/dev/null || true)
 echo "response: ${body:-<none>}"
 [ "${body:-}" = '{"from":"out of tree"}' ]
 kill -TERM "$pid"
