@@ -465,7 +465,7 @@ TEST_F(Webhooks, KillNineAfterAcknowledgementProcessesEachEventOnce) {
     });
   for (auto& t : threads) t.join();
   ASSERT_EQ(ok.load(), kEvents);
-  h->restart_after_kill();  // SIGKILL right after the last 200, same port and data dir
+  h->restart_after_kill();  // SIGKILL right after the last 200; same data dir, new port
   ASSERT_TRUE(h->wait_ready()) << h->log();
   ASSERT_TRUE(wait_until([&] { return health(*h)["queue_depth"] == 0; }, 30s));
   // Every event is processed (published on the bus) exactly once, before or after the kill:
