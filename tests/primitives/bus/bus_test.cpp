@@ -337,8 +337,9 @@ TEST_F(EventBusTest, StopFromInsideAHandlerDoesNotDeadlock) {
 
 TEST(BusConfirmed, CompletesOnceAfterEverySubscriberReturned) {
   prometheus::Registry registry;
+  Logger log;
   WorkerPool pool(2);
-  EventBus bus(pool, registry);
+  EventBus bus(pool, registry, log);
   std::atomic<int> handled{0};
   bus.subscribe("a.>", "one", [&](const BusEvent&) {
     std::this_thread::sleep_for(20ms);
@@ -379,8 +380,9 @@ TEST(BusConfirmed, CompletesOnceAfterEverySubscriberReturned) {
 // does exactly that) must not starve the delivery it waits for.
 TEST(BusConfirmed, DeliveryIsNotStarvedByBlockedPoolThreads) {
   prometheus::Registry registry;
+  Logger log;
   WorkerPool pool(2);
-  EventBus bus(pool, registry);
+  EventBus bus(pool, registry, log);
   std::atomic<int> handled{0};
   bus.subscribe("t", "s", [&](const BusEvent&) {
     handled++;
@@ -400,8 +402,9 @@ TEST(BusConfirmed, DeliveryIsNotStarvedByBlockedPoolThreads) {
 
 TEST(BusConfirmed, DroppedDeliveriesReportFailure) {
   prometheus::Registry registry;
+  Logger log;
   WorkerPool pool(1);
-  EventBus bus(pool, registry, 1);
+  EventBus bus(pool, registry, log, 1);
   Gate gate;
   bus.subscribe("t", "slow", [&](const BusEvent&) {
     gate.wait();
