@@ -210,6 +210,7 @@ TEST(FailedStart, OptionalPluginsRoutesAnswer503AndItsFiltersNeverRun) {
 std::string shipped_plugins() {
   return "plugin_dir = \"" + plugin_dir() +
          "\"\n"
+         "data_dir = \"${KG_DATA_DIR}\"\n"  // each host its own: tests run in parallel
          "[[plugins]]\nname = \"hello\"\n"
          "[[plugins]]\nname = \"auth\"\n"
          "[[plugins]]\nname = \"devkeys\"\n"
