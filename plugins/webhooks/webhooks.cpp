@@ -43,16 +43,12 @@
 //   A crash after (d)'s publish and before its done marks is the one window in which an event
 //   can be published twice; everything else is exactly once. Subscribers that need strict
 //   exactly-once use the bus event id.
-#include <fcntl.h>
-#include <unistd.h>
 
 #include <atomic>
 #include <charconv>
 #include <chrono>
 #include <condition_variable>
 #include <deque>
-#include <filesystem>
-#include <fstream>
 #include <functional>
 #include <kghost/plugin.hpp>
 #include <kghost/sdk/config.hpp>
@@ -63,6 +59,7 @@
 #include <unordered_set>
 #include <vector>
 
+#include "journal.hpp"
 #include "stripe_signature.hpp"
 
 namespace {
@@ -131,70 +128,6 @@ Config parse_config(std::string_view text) try {
   throw std::runtime_error(std::string("webhooks config: ") + e.what());
 }
 
-// ---- the local processed journal ----------------------------------------------------------
-
-// Ids of events this replica processed, appended to a file (write(2), no fsync: it has to
-// survive kill -9 of the process, which the page cache does). It closes the gap the store
-// cannot close alone: with the memory store every done mark is gone after a restart, and the
-// queue redelivers the entries whose ack had not reached the disk yet. Two generations of
-// `rotate` ids are kept, which covers any redelivery after a crash (only recent entries can be
-// unacked). Consumer thread only, but guarded by mu_ so health reads are safe.
-class Journal {
- public:
-  Journal(std::filesystem::path dir, uint64_t rotate) : dir_(std::move(dir)), rotate_(rotate) {
-    std::filesystem::create_directories(dir_);
-    load(dir_ / "processed.1.log", previous_);
-    load(dir_ / "processed.log", current_);
-    open_current();
-  }
-  ~Journal() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  bool contains(const std::string& id) const {
-    std::lock_guard lock(mu_);
-    return current_.count(id) || previous_.count(id);
-  }
-  void add(const std::string& id) {
-    std::lock_guard lock(mu_);
-    if (current_.size() >= rotate_) {
-      ::close(fd_);
-      std::filesystem::rename(dir_ / "processed.log", dir_ / "processed.1.log");
-      previous_ = std::move(current_);
-      current_.clear();
-      open_current();
-    }
-    current_.insert(id);
-    std::string line = id + "\n";
-    // One write(2) with O_APPEND: a line is whole or absent after a crash.
-    if (fd_ >= 0 && ::write(fd_, line.data(), line.size()) != static_cast<ssize_t>(line.size()))
-      failed_writes_++;
-  }
-  uint64_t failed_writes() const { return failed_writes_.load(); }
-
- private:
-  static void load(const std::filesystem::path& p, std::unordered_set<std::string>& into) {
-    std::ifstream in(p);
-    std::string line;
-    while (std::getline(in, line))
-      if (!line.empty())
-        into.insert(line);  // a torn last line has no '\n' but is still an id
-                            // prefix at worst: harmless (never a real id)
-  }
-  void open_current() {
-    fd_ = ::open((dir_ / "processed.log").c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-    if (fd_ < 0)
-      throw std::runtime_error("webhooks: cannot open journal " +
-                               (dir_ / "processed.log").string());
-  }
-
-  std::filesystem::path dir_;
-  uint64_t rotate_;
-  mutable std::mutex mu_;
-  std::unordered_set<std::string> current_, previous_;
-  int fd_ = -1;
-  std::atomic<uint64_t> failed_writes_{0};
-};
-
 // ---- helpers --------------------------------------------------------------------------------
 
 // Stripe ids and types are short ASCII; anything else cannot be a real event and would only
@@ -239,7 +172,7 @@ class Webhooks final : public kghost::sdk::Plugin {
  public:
   explicit Webhooks(Host h) : Plugin(h), cfg_(parse_config(h.config_json())) {
     if (cfg_.journal_dir.empty()) cfg_.journal_dir = std::string(host().data_dir()) + "/webhooks";
-    journal_ = std::make_unique<Journal>(cfg_.journal_dir, cfg_.journal_rotate);
+    journal_ = std::make_unique<kghost::webhooks::Journal>(cfg_.journal_dir, cfg_.journal_rotate);
     kg_queue_options qo{};
     qo.max_attempts = cfg_.max_attempts;
     qo.max_bytes = cfg_.max_queue_bytes;
@@ -663,7 +596,7 @@ class Webhooks final : public kghost::sdk::Plugin {
   std::condition_variable admin_cv_;
   std::deque<std::function<void()>> admin_jobs_;
   bool admin_running_ = false;
-  std::unique_ptr<Journal> journal_;
+  std::unique_ptr<kghost::webhooks::Journal> journal_;
   kghost::sdk::Queue queue_;
   std::map<std::string, kghost::sdk::Metric::Series, std::less<>> results_;  // fixed after create
   kghost::sdk::Metric::Series errors_;
