@@ -7,9 +7,9 @@
 // Request metrics and the access log come from a response observer, which sees every request
 // (404s and errors too) with its route template, status, duration and sizes.
 //
-// SSE streams: ABI 1.0 observes a stream once, when its head is sent. The 1.1 stream-end
-// observation (bytes written, stream duration) is a second observer callback feeding a
-// StreamMetrics next to RequestMetrics; nothing else here changes.
+// SSE streams: a stream's head reaches the response observer (kind STREAM_START: counted as
+// a request and as an open stream); its end reaches the 1.1 stream-end observer with its
+// duration, body bytes and why it ended (StreamMetrics).
 #include <atomic>
 #include <kghost/plugin.hpp>
 #include <nlohmann/json.hpp>
@@ -21,6 +21,7 @@
 #include "process_metrics.hpp"
 #include "request_metrics.hpp"
 #include "settings.hpp"
+#include "stream_metrics.hpp"
 
 namespace kghost::observability {
 namespace {
@@ -56,6 +57,9 @@ class Observability final : public sdk::Plugin {
            .summary = "Health of the SaaS dependencies: NATS, store, OpenMeter, Stripe webhooks"},
           [this](Request& req) { serve_saas_health(req); });
     observer([this](Request& req, const kg_observation& obs) { on_finished(req, obs); });
+    stream_end_observer([this](Request&, const kg_observation& obs) {
+      streams_.ended(stream_end_of(obs.end_reason), obs.duration_ns, obs.response_bytes);
+    });
   }
 
  private:
@@ -70,6 +74,7 @@ class Observability final : public sdk::Plugin {
     text.reserve(last_size_.load(std::memory_order_relaxed) + 4096);
     host().api()->metrics_render(host().ctx(), append_to, &text);
     requests_.render(text);
+    streams_.render(text);
     render_plugin_up(health(), text);
     if (auto p = sample_self()) render_process_metrics(*p, text);
     last_size_.store(text.size(), std::memory_order_relaxed);
@@ -86,6 +91,7 @@ class Observability final : public sdk::Plugin {
     std::string_view route = sdk::view(obs.route);
     std::string_view method = sdk::view(obs.method);
     requests_.record(route, method, obs.status, obs.duration_ns);
+    if (obs.kind == KG_OBSERVED_STREAM_START) streams_.started();
     if (!settings_.access_log || !sampler_.should_log(obs.status)) return;
     AccessFields f{
         method, route, obs.status, obs.duration_ns, obs.request_bytes, obs.response_bytes, {}};
@@ -99,6 +105,7 @@ class Observability final : public sdk::Plugin {
   Settings settings_;
   AccessSampler sampler_;
   RequestMetrics requests_;
+  StreamMetrics streams_;
   std::atomic<std::size_t> last_size_{0};  // a hint for the next scrape's buffer size
 };
 

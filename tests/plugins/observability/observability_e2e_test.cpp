@@ -27,6 +27,7 @@ struct Options {
   std::string nats_url{};   // empty: no streaming plugin
   bool webhooks = false;
   bool faulty = false;
+  bool scope_a = false;  // the fixture with an SSE stream it closes and one left open
   bool billing = false;  // loaded (optional) only where the build has it
   std::string observability_config{};
   std::string streaming_extra{};
@@ -58,6 +59,8 @@ std::string config(const Options& o) {
     c += "[[plugins]]\nname = \"billing\"\nrequired = false\n";
   if (o.faulty)
     c += "[[plugins]]\nname = \"faulty\"\npath = \"${KG_TEST_PLUGIN_DIR}/kg_faulty.so\"\n";
+  if (o.scope_a)
+    c += "[[plugins]]\nname = \"scope_a\"\npath = \"${KG_TEST_PLUGIN_DIR}/kg_scope_a.so\"\n";
   c += "[[plugins]]\nname = \"observability\"\n[plugins.config]\n" + o.observability_config;
   return c;
 }
@@ -190,6 +193,53 @@ TEST(ObservabilityMetrics, RealTrafficScrapePassesPromtoolAndExportsEveryAlerted
   EXPECT_GT(value(text, "process_open_fds"), 5);
   EXPECT_GT(value(text, "process_start_time_seconds"), now_s() - 600);
   EXPECT_GE(value(text, "process_cpu_seconds_total"), 0);
+}
+
+TEST(ObservabilityMetrics, SseStreamsOpenBytesDurationAndWhyTheyEnded) {
+  KgHost h(config({.scope_a = true}));
+  ASSERT_TRUE(h.wait_ready()) << h.log();
+  auto scrape = [&] { return h.get("/metrics").body; };
+  const std::string ended = "kgents_sse_streams_ended_total{reason=";
+  auto text = scrape();
+  EXPECT_EQ(value(text, "kgents_sse_streams_open"), 0) << text;
+  EXPECT_EQ(value(text, ended + R"("client_gone"})"), 0) << text;
+  EXPECT_EQ(value(text, "kgents_sse_stream_duration_seconds_count"), 0) << text;
+
+  // A stream the plugin closes after 3 × 6 bytes.
+  auto closed = h.get("/scope_a/stream");
+  ASSERT_EQ(closed.status, 200);
+  ASSERT_TRUE(wait_until([&] { return value(scrape(), ended + R"("closed_by_plugin"})") == 1; }))
+      << scrape();
+
+  {
+    // A stream left open until its client goes.
+    RawClient sse(h.port());
+    ASSERT_TRUE(sse.send("GET /scope_a/stream-open HTTP/1.1\r\nHost: x\r\n\r\n"));
+    std::string got;
+    ASSERT_TRUE(wait_until([&] {
+      got += sse.read_some(20ms);
+      return got.find("data: hello") != std::string::npos;
+    })) << got;
+    text = scrape();
+    EXPECT_EQ(value(text, "kgents_sse_streams_open"), 1) << text;
+    EXPECT_EQ(value(text, ended + R"("client_gone"})"), 0) << text;
+  }
+  ASSERT_TRUE(wait_until([&] { return value(scrape(), ended + R"("client_gone"})") == 1; }))
+      << scrape();
+  text = scrape();
+  EXPECT_EQ(value(text, "kgents_sse_streams_open"), 0) << text;
+  EXPECT_EQ(value(text, ended + R"("closed_by_plugin"})"), 1) << text;
+  EXPECT_EQ(value(text, ended + R"("host_shutdown"})"), 0) << text;
+  EXPECT_EQ(value(text, "kgents_sse_stream_bytes_total"), 18 + 13) << text;  // "data: hello\n\n"
+  EXPECT_EQ(value(text, "kgents_sse_stream_duration_seconds_count"), 2) << text;
+  EXPECT_EQ(value(text, R"(kgents_sse_stream_duration_seconds_bucket{le="+Inf"})"), 2) << text;
+  EXPECT_GT(value(text, "kgents_sse_stream_duration_seconds_sum"), 0) << text;
+  // Stream heads still count as requests of their route.
+  EXPECT_EQ(
+      value(text,
+            R"(kgents_api_requests_total{route="/scope_a/stream-open",method="GET",status="200"})"),
+      1)
+      << text;
 }
 
 TEST(ObservabilityAccessLog, OneLinePerRequestWithTemplateTenantAndIdsButNoSecrets) {

@@ -12,6 +12,7 @@
 #include "process_metrics.hpp"
 #include "request_metrics.hpp"
 #include "settings.hpp"
+#include "stream_metrics.hpp"
 
 using namespace kghost::observability;
 using nlohmann::json;
@@ -143,6 +144,45 @@ TEST(RequestMetrics, ConcurrentRecordingLosesNothing) {
                               "\",method=\"POST\",status=\"" + std::to_string(s) + "\"}");
   EXPECT_EQ(own, kThreads * kEach);
   EXPECT_EQ(m.series_count(), 7u);
+}
+
+TEST(StreamMetrics, OpenBytesDurationsAndReasons) {
+  StreamMetrics m;
+  std::string empty;
+  m.render(empty);
+  EXPECT_NE(empty.find("\nkgents_sse_streams_open 0\n"), std::string::npos) << empty;
+  EXPECT_NE(empty.find("kgents_sse_streams_ended_total{reason=\"host_shutdown\"} 0\n"),
+            std::string::npos);
+  EXPECT_EQ(empty.find("reason=\"other\""), std::string::npos);  // only once one happens
+
+  for (int i = 0; i < 3; ++i) m.started();
+  m.ended(stream_end_of(1), 500'000'000, 100);        // 0.5 s, client gone
+  m.ended(stream_end_of(2), 120'000'000'000, 20);     // 2 min, closed by the plugin
+  m.ended(stream_end_of(9), 100'000'000'000'000, 0);  // 27 h: +Inf
+  m.started();
+  std::string out;
+  m.render(out);
+  for (const char* want : {
+           "\nkgents_sse_streams_open 1\n",
+           "\nkgents_sse_stream_bytes_total 120\n",
+           "\nkgents_sse_stream_duration_seconds_bucket{le=\"1\"} 1\n",
+           "\nkgents_sse_stream_duration_seconds_bucket{le=\"60\"} 1\n",
+           "\nkgents_sse_stream_duration_seconds_bucket{le=\"300\"} 2\n",
+           "\nkgents_sse_stream_duration_seconds_bucket{le=\"14400\"} 2\n",
+           "\nkgents_sse_stream_duration_seconds_bucket{le=\"+Inf\"} 3\n",
+           "\nkgents_sse_stream_duration_seconds_count 3\n",
+           "\nkgents_sse_streams_ended_total{reason=\"client_gone\"} 1\n",
+           "\nkgents_sse_streams_ended_total{reason=\"closed_by_plugin\"} 1\n",
+           "\nkgents_sse_streams_ended_total{reason=\"host_shutdown\"} 0\n",
+           "\nkgents_sse_streams_ended_total{reason=\"other\"} 1\n",
+       })
+    EXPECT_NE(out.find(want), std::string::npos) << want << "\n" << out;
+  // More ends than starts (an end racing a scrape) never shows a negative gauge.
+  m.ended(StreamEnd::client_gone, 1, 0);
+  m.ended(StreamEnd::client_gone, 1, 0);
+  out.clear();
+  m.render(out);
+  EXPECT_NE(out.find("\nkgents_sse_streams_open 0\n"), std::string::npos) << out;
 }
 
 TEST(ProcessMetrics, ParsesProcStatWithAWickedCommandName) {
