@@ -71,15 +71,19 @@ HttpResponse to_error(const kg_error& e, std::string_view request_id) {
 }
 
 // --- plugin-wide ---------------------------------------------------------------------------
-void api_log(kg_plugin_ctx* c, kg_request* req, kg_log_level level, kg_str msg) {
+void api_log_fields(kg_plugin_ctx* c, kg_request* req, kg_log_level level, kg_str msg,
+                    kg_str fields_json) {
   if (!c) return;
   auto lvl = static_cast<LogLevel>(std::clamp<int32_t>(level, 0, 3));
   if (req) {
     auto* ex = ex_of(req);
-    c->services->log.log(lvl, c->name, sv(msg), ex->request_id, ex->trace_id());
+    c->services->log.log(lvl, c->name, sv(msg), ex->request_id, ex->trace_id(), sv(fields_json));
   } else {
-    c->services->log.log(lvl, c->name, sv(msg));
+    c->services->log.log(lvl, c->name, sv(msg), {}, {}, sv(fields_json));
   }
+}
+void api_log(kg_plugin_ctx* c, kg_request* req, kg_log_level level, kg_str msg) {
+  api_log_fields(c, req, level, msg, kg_str{nullptr, 0});
 }
 kg_str api_config_json(kg_plugin_ctx* c) { return ks(c->config_text); }
 kg_status api_config_get(kg_plugin_ctx* c, kg_str path, kg_str* out) {
@@ -692,6 +696,7 @@ const kg_host_api& PluginHost::api() {
     t.shared_put = api_shared_put;
     t.shared_del = api_shared_del;
     t.bus_publish_confirmed = api_bus_publish_confirmed;
+    t.log_fields = api_log_fields;
     return t;
   }();
   return table;

@@ -25,6 +25,13 @@ spdlog::level::level_enum to_spd(LogLevel l) {
 
 constexpr std::string_view kLevelNames[] = {"debug", "info", "warn", "error"};
 
+// The host's own fields: a plugin's fields never replace them (no forged request ids).
+bool is_reserved(std::string_view key) {
+  for (std::string_view k : {"ts", "level", "plugin", "msg", "request_id", "trace_id"})
+    if (key == k) return true;
+  return false;
+}
+
 std::string timestamp() {
   using namespace std::chrono;
   auto now = system_clock::now();
@@ -58,7 +65,8 @@ void Logger::set_level(LogLevel level) { logger_->set_level(to_spd(level)); }
 bool Logger::enabled(LogLevel level) const { return logger_->should_log(to_spd(level)); }
 
 void Logger::log(LogLevel level, std::string_view plugin, std::string_view msg,
-                 std::string_view request_id, std::string_view trace_id) {
+                 std::string_view request_id, std::string_view trace_id,
+                 std::string_view fields_json) {
   if (!enabled(level)) return;
   nlohmann::json line = {{"ts", timestamp()},
                          {"level", kLevelNames[static_cast<int>(level)]},
@@ -66,6 +74,12 @@ void Logger::log(LogLevel level, std::string_view plugin, std::string_view msg,
                          {"msg", msg}};
   if (!request_id.empty()) line["request_id"] = request_id;
   if (!trace_id.empty()) line["trace_id"] = trace_id;
+  if (!fields_json.empty()) {
+    auto fields = nlohmann::json::parse(fields_json, nullptr, false);
+    if (fields.is_object())
+      for (auto& [key, value] : fields.items())
+        if (!is_reserved(key)) line[key] = std::move(value);
+  }
   // Invalid UTF-8 from a plugin is replaced rather than throwing.
   logger_->log(to_spd(level), line.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
 }

@@ -1,5 +1,6 @@
 // JSON-lines logging: one object per line with ts, level, plugin, msg, and request_id /
-// trace_id where there is one. Backed by one spdlog logger owned by the host.
+// trace_id where there is one, plus a plugin's own fields. Backed by one spdlog logger owned by the
+// host.
 #pragma once
 
 #include <spdlog/common.h>
@@ -20,8 +21,11 @@ class Logger {
   explicit Logger(spdlog::sink_ptr sink, LogLevel min_level = LogLevel::info);
   void set_level(LogLevel level);
   bool enabled(LogLevel level) const;
+  // `fields_json`: a JSON object whose members join the line; never one of the fields above
+  // (dropped), ignored when it is not an object.
   void log(LogLevel level, std::string_view plugin, std::string_view msg,
-           std::string_view request_id = {}, std::string_view trace_id = {});
+           std::string_view request_id = {}, std::string_view trace_id = {},
+           std::string_view fields_json = {});
   void info(std::string_view msg) { log(LogLevel::info, "host", msg); }
   void warn(std::string_view msg) { log(LogLevel::warn, "host", msg); }
   void error(std::string_view msg) { log(LogLevel::error, "host", msg); }

@@ -41,7 +41,56 @@ void number(std::string& out, uint64_t v) {
   out.append(buf, end);
 }
 
+// Milliseconds with microsecond precision, without floating-point formatting: "1.234".
+void milliseconds(std::string& out, uint64_t ns) {
+  uint64_t us = ns / 1000;
+  number(out, us / 1000);
+  out += '.';
+  char frac[4] = {static_cast<char>('0' + us / 100 % 10), static_cast<char>('0' + us / 10 % 10),
+                  static_cast<char>('0' + us % 10), 0};
+  out += frac;
+}
+
+// A JSON string; control characters as \u00XX.
+void json_string(std::string& out, std::string_view v) {
+  out += '"';
+  for (unsigned char c : v) {
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += static_cast<char>(c);
+    } else if (c < 0x20) {
+      constexpr char kHex[] = "0123456789abcdef";
+      out += "\\u00";
+      out += kHex[c >> 4];
+      out += kHex[c & 15];
+    } else {
+      out += static_cast<char>(c);
+    }
+  }
+  out += '"';
+}
+
 }  // namespace
+
+void format_access_fields(const AccessFields& f, std::string& out) {
+  out.assign("{\"method\":");
+  json_string(out, method_label(f.method));
+  out += ",\"route\":";
+  json_string(out, f.route.empty() ? kUnmatchedRoute : f.route);
+  out += ",\"status\":";
+  number(out, f.status);
+  out += ",\"duration_ms\":";
+  milliseconds(out, f.duration_ns);
+  out += ",\"bytes_in\":";
+  number(out, f.request_bytes);
+  out += ",\"bytes_out\":";
+  number(out, f.response_bytes);
+  if (!f.tenant.empty()) {
+    out += ",\"tenant\":";
+    json_string(out, f.tenant);
+  }
+  out += '}';
+}
 
 void format_access_line(const AccessFields& f, std::string& out) {
   out.assign("access method=");
@@ -50,14 +99,8 @@ void format_access_line(const AccessFields& f, std::string& out) {
   value(out, f.route.empty() ? kUnmatchedRoute : f.route);
   out += " status=";
   number(out, f.status);
-  // Milliseconds with microsecond precision, without floating-point formatting.
   out += " duration_ms=";
-  uint64_t us = f.duration_ns / 1000;
-  number(out, us / 1000);
-  out += '.';
-  char frac[4] = {static_cast<char>('0' + us / 100 % 10), static_cast<char>('0' + us / 10 % 10),
-                  static_cast<char>('0' + us % 10), 0};
-  out += frac;
+  milliseconds(out, f.duration_ns);
   out += " request_bytes=";
   number(out, f.request_bytes);
   out += " response_bytes=";

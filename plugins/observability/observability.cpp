@@ -98,8 +98,13 @@ class Observability final : public sdk::Plugin {
     auto principal = req.principal();
     if (principal) f.tenant = principal->tenant_id;
     thread_local std::string line;  // keeps its capacity: no allocation per request
-    format_access_line(f, line);
-    host().log(KG_LOG_INFO, line, &req);
+    if (KG_HOST_HAS(host().api(), log_fields)) {
+      format_access_fields(f, line);
+      host().log(KG_LOG_INFO, kAccessMessage, line, &req);
+    } else {
+      format_access_line(f, line);
+      host().log(KG_LOG_INFO, line, &req);
+    }
   }
 
   Settings settings_;

@@ -48,7 +48,8 @@ KG_ABI_1_0_CONSTANTS(KG_SAME)
   FIELD(kg_host_api, shared_put, 544)               \
   FIELD(kg_host_api, shared_del, 552)               \
   FIELD(kg_host_api, bus_publish_confirmed, 560)    \
-  SIZE(kg_host_api, 568)
+  FIELD(kg_host_api, log_fields, 568)               \
+  SIZE(kg_host_api, 576)
 #define KG_SIZE_IS(type, size) static_assert(sizeof(type) == (size), #type " size changed");
 KG_ABI_1_1_LAYOUT(KG_SIZE_IS, KG_AT)
 #define KG_1_1_CONSTANTS(CONST)                                            \

@@ -574,6 +574,13 @@ typedef struct kg_host_api {
    * KG_ERR_INVALID for a bad topic (done is then not called). [any] */
   kg_status (*bus_publish_confirmed)(kg_plugin_ctx* ctx, kg_str topic, kg_str data, kg_str id,
                                      void (*done)(void* ud, kg_status status), void* ud);
+
+  /* Writes one log line like log, with the members of `fields_json` (a JSON object, e.g.
+   * {"status":200,"route":"/x"}) as fields of the line beside msg. A member never replaces
+   * ts, level, plugin, msg, request_id or trace_id (it is dropped); fields_json that is not a
+   * JSON object is ignored (the line is still written). [any] Never blocks. Copied. */
+  void (*log_fields)(kg_plugin_ctx* ctx, kg_request* req, kg_log_level level, kg_str msg,
+                     kg_str fields_json);
 } kg_host_api;
 
 /* ---------------------------------------------------------------------------------------

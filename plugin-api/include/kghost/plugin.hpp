@@ -545,6 +545,16 @@ class Host {
   void log(kg_log_level level, std::string_view msg, const Request* req = nullptr) const {
     api_->log(ctx_, req ? req->raw() : nullptr, level, str(msg));
   }
+  // A line with `fields_json` (a JSON object) as fields beside msg (1.1); on an older host
+  // the fields are appended to msg as text.
+  void log(kg_log_level level, std::string_view msg, std::string_view fields_json,
+           const Request* req = nullptr) const {
+    if (KG_HOST_HAS(api_, log_fields)) {
+      api_->log_fields(ctx_, req ? req->raw() : nullptr, level, str(msg), str(fields_json));
+    } else {
+      log(level, std::string(msg) + " " + std::string(fields_json), req);
+    }
+  }
   void info(std::string_view msg) const { log(KG_LOG_INFO, msg); }
   void warn(std::string_view msg) const { log(KG_LOG_WARN, msg); }
   void error(std::string_view msg) const { log(KG_LOG_ERROR, msg); }

@@ -242,7 +242,7 @@ TEST(ObservabilityMetrics, SseStreamsOpenBytesDurationAndWhyTheyEnded) {
       << text;
 }
 
-TEST(ObservabilityAccessLog, OneLinePerRequestWithTemplateTenantAndIdsButNoSecrets) {
+TEST(ObservabilityAccessLog, OneJsonLinePerRequestWithTemplateTenantAndIdsButNoSecrets) {
   KgHost h(config({.faulty = true}));
   ASSERT_TRUE(h.wait_ready()) << h.log();
   auto r = h.get("/api/v1/health?api_key=kg_dev_bob&access_token=SECRET_TOKEN_123",
@@ -252,32 +252,63 @@ TEST(ObservabilityAccessLog, OneLinePerRequestWithTemplateTenantAndIdsButNoSecre
   const std::string rid = r.header("x-request-id");
   ASSERT_FALSE(rid.empty());
   ASSERT_EQ(h.get("/hello/someone").status, 200);
+  ASSERT_EQ(h.get("/no/such/route").status, 404);
+  ASSERT_EQ(h.post("/faulty/echo", "12345").status, 200);
 
-  json line;
-  ASSERT_TRUE(wait_until([&] {
+  // Every access line, parsed: all of them must be JSON objects with the fields at top level.
+  auto lines = [&] {
+    std::vector<json> out;
     std::istringstream in(h.log());
     for (std::string l; std::getline(in, l);) {
       auto j = json::parse(l, nullptr, false);
       if (j.is_object() && j.value("plugin", "") == "observability" &&
-          j.value("request_id", "") == rid)
-        line = j;
+          j.value("msg", "") == "access")
+        out.push_back(j);
+      else
+        EXPECT_EQ(l.find("\"plugin\":\"observability\""), std::string::npos)
+            << "not an access line: " << l;
     }
-    return line.is_object();
+    return out;
+  };
+  // An access line is written after its response: wait for the last request's.
+  ASSERT_TRUE(wait_until([&] {
+    for (auto& j : lines())
+      if (j.value("route", "") == "/faulty/echo") return true;
+    return false;
   })) << h.log();
-  EXPECT_EQ(line["level"], "info");
-  EXPECT_EQ(line["trace_id"], "0af7651916cd43dd8448eb211c80319c");
-  std::string msg = line["msg"];
-  EXPECT_NE(msg.find("method=GET route=/api/v1/health status=200 "), std::string::npos) << msg;
-  EXPECT_NE(msg.find(" tenant=user_bob"), std::string::npos) << msg;
-  EXPECT_TRUE(std::regex_search(msg, std::regex(" duration_ms=[0-9]+\\.[0-9]{3} ")));
-  EXPECT_TRUE(std::regex_search(msg, std::regex(" response_bytes=[1-9][0-9]*")));
-  EXPECT_TRUE(wait_until(
-      [&] { return h.log().find("route=/hello/{name} status=200") != std::string::npos; }));
+  json health, hello, unmatched, echo;
+  for (auto& j : lines()) {
+    for (auto key : {"ts", "level", "request_id", "method", "route", "status", "duration_ms",
+                     "bytes_in", "bytes_out"})
+      EXPECT_TRUE(j.contains(key)) << key << " missing: " << j.dump();
+    EXPECT_TRUE(j["status"].is_number_integer()) << j.dump();
+    EXPECT_TRUE(j["duration_ms"].is_number() && j["duration_ms"] >= 0) << j.dump();
+    EXPECT_TRUE(j["bytes_in"].is_number_unsigned() && j["bytes_out"].is_number_unsigned());
+    if (j.value("request_id", "") == rid) health = j;
+    if (j["route"] == "/hello/{name}") hello = j;
+    if (j["route"] == "unmatched") unmatched = j;
+    if (j["route"] == "/faulty/echo") echo = j;
+  }
+  ASSERT_TRUE(health.is_object()) << h.log();
+  EXPECT_EQ(health["level"], "info");
+  EXPECT_EQ(health["trace_id"], "0af7651916cd43dd8448eb211c80319c");
+  EXPECT_EQ(health["method"], "GET");
+  EXPECT_EQ(health["route"], "/api/v1/health");
+  EXPECT_EQ(health["status"], 200);
+  EXPECT_EQ(health["tenant"], "user_bob");
+  EXPECT_GT(health["bytes_in"], 0);
+  EXPECT_GT(health["bytes_out"], 0);
+  EXPECT_EQ(hello["status"], 200) << h.log();
+  EXPECT_FALSE(hello.contains("tenant")) << hello.dump();  // public, no principal
+  EXPECT_EQ(unmatched["status"], 404) << h.log();
+  EXPECT_EQ(echo["method"], "POST") << h.log();
+  EXPECT_GE(echo["bytes_in"], 5) << echo.dump();
   // Never the query string, a key or a token, anywhere in the log.
   auto log = h.log();
   EXPECT_EQ(log.find("kg_dev_bob"), std::string::npos);
   EXPECT_EQ(log.find("SECRET_TOKEN_123"), std::string::npos);
   EXPECT_EQ(log.find("/hello/someone"), std::string::npos);
+  EXPECT_EQ(log.find("/no/such/route"), std::string::npos);
 }
 
 TEST(ObservabilityAccessLog, SampleRateZeroStillLogsServerErrors) {
@@ -286,9 +317,9 @@ TEST(ObservabilityAccessLog, SampleRateZeroStillLogsServerErrors) {
   for (int i = 0; i < 20; ++i) ASSERT_EQ(h.get("/hello").status, 200);
   ASSERT_EQ(h.get("/faulty/throw").status, 500);
   ASSERT_TRUE(wait_until([&] {
-    return h.log().find("route=/faulty/throw status=500") != std::string::npos;
+    return h.log().find(R"("route":"/faulty/throw","status":500)") != std::string::npos;
   })) << h.log();
-  EXPECT_EQ(h.log().find("route=/hello status=200"), std::string::npos);
+  EXPECT_EQ(h.log().find(R"("route":"/hello")"), std::string::npos);
   // Counting does not depend on sampling.
   EXPECT_EQ(value(h.get("/metrics").body,
                   R"(kgents_api_requests_total{route="/hello",method="GET",status="200"})"),

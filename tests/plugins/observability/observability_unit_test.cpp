@@ -304,6 +304,23 @@ TEST(AccessLog, LineHasTheRequestsFieldsAndNothingElse) {
             "response_bytes=10");
 }
 
+TEST(AccessLog, FieldsAreOneJsonObject) {
+  std::string out;
+  format_access_fields(
+      {"GET", "/api/v1/streams/{channel}/events", 200, 1'234'567, 80, 512, "user_bob"}, out);
+  EXPECT_EQ(out, R"({"method":"GET","route":"/api/v1/streams/{channel}/events","status":200,)"
+                 R"("duration_ms":1.234,"bytes_in":80,"bytes_out":512,"tenant":"user_bob"})");
+  format_access_fields({"PURGE", "", 404, 999, 0, 10, ""}, out);
+  EXPECT_EQ(out, R"({"method":"other","route":"unmatched","status":404,"duration_ms":0.000,)"
+                 R"("bytes_in":0,"bytes_out":10})");
+  // A hostile tenant stays one string value.
+  format_access_fields({"GET", "/r", 200, 0, 0, 0, "evil\",\"status\":500,\n\\\x01"}, out);
+  auto j = json::parse(out);
+  EXPECT_EQ(j["status"], 200);
+  EXPECT_EQ(j["tenant"], "evil\",\"status\":500,\n\\\x01");
+  EXPECT_EQ(out.find('\n'), std::string::npos);
+}
+
 TEST(AccessLog, OddTenantValuesAreQuotedAndCannotForgeFields) {
   std::string line;
   format_access_line({"GET", "/r", 200, 0, 0, 0, "evil status=500\n\"x"}, line);
