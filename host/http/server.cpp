@@ -842,8 +842,14 @@ bool HttpServer::drain(std::chrono::milliseconds timeout) {
       if (auto st = w.lock()) st->abort();
     s.streams.clear();
   }
+  // An abort runs on its stream's I/O thread (it calls the plugin's on_closed there). A marker
+  // posted to every I/O thread after the aborts runs after them: once all markers ran, every
+  // on_closed has, before the host stops the plugins and the I/O threads.
+  auto aborted = std::make_shared<std::atomic<std::size_t>>(0);
+  for (auto& w : s.workers) net::post(w->ioc, [aborted] { aborted->fetch_add(1); });
   auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (s.in_flight.load() > 0 && std::chrono::steady_clock::now() < deadline)
+  while ((s.in_flight.load() > 0 || aborted->load() < s.workers.size()) &&
+         std::chrono::steady_clock::now() < deadline)
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   return s.in_flight.load() == 0;
 }

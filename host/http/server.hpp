@@ -26,7 +26,8 @@ class HttpServer {
   std::string local_address() const;
   // Stops accepting; idle keep-alive connections are closed at once, the others after their
   // current response; streams are ended. Then waits up to `timeout` for in-flight requests (in
-  // flight from their first byte, so a half-sent one is finished). True if all finished.
+  // flight from their first byte, so a half-sent one is finished) and for the ended streams'
+  // on_closed callbacks. True if all requests finished.
   bool drain(std::chrono::milliseconds timeout);
   // Stops the I/O threads. Idempotent.
   void stop();

@@ -182,7 +182,12 @@ TEST(StreamEnd, ShutdownEndsOpenStreamsAsHostShutdown) {
   EXPECT_NE(host.log().find(R"(stream end: {\"route\":\"/scope_a/stream-open\",\"kind\":2,)"
                             R"(\"status\":200,\"bytes\":13,\"reason\":3)"),
             std::string::npos)
-      << host.log();
+      << host.log();  // plugin.h: on_closed runs "when the host shuts the stream down", before the
+                      // plugin stops.
+  auto log = host.log();
+  auto closed_at = log.find("stream-open: on_closed ran");
+  EXPECT_NE(closed_at, std::string::npos) << log;
+  EXPECT_LT(closed_at, log.find("\"msg\":\"stopped\"")) << log;
 }
 
 TEST(FailedStart, OptionalPluginsRoutesAnswer503AndItsFiltersNeverRun) {
