@@ -1,6 +1,5 @@
 // Small text helpers shared by plugins: hex encoding and scope lists. Header-only, no
-// dependency beyond the standard library. (The host has its own copy in host/common: plugins
-// never include host headers.)
+// dependency beyond the standard library. The host uses them too (host/common/text.hpp).
 #pragma once
 
 #include <string>
