@@ -275,7 +275,8 @@ name = "streaming"
 servers = "nats://127.0.0.1:{nats_port}"
 """
         if have_billing:
-            config += '[[plugins]]\nname = "billing"\nrequired = false\n'
+            config += ('[[plugins]]\nname = "billing"\nrequired = false\n[plugins.config]\n'
+                       'url = "${OPENMETER_URL}"\napi_key = "${OPENMETER_API_KEY}"\n')
         config += ('[[plugins]]\nname = "observability"\n[plugins.config]\n'
                    "access_log_sample_rate = 1.0\n")
         cfg_path = os.path.join(work, "kghost.toml")
