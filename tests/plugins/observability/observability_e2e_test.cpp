@@ -10,6 +10,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <regex>
+#include <set>
 
 #include "host.hpp"
 #include "stripe_signature.hpp"
@@ -270,11 +271,13 @@ TEST(ObservabilityAccessLog, OneJsonLinePerRequestWithTemplateTenantAndIdsButNoS
     }
     return out;
   };
-  // An access line is written after its response: wait for the last request's.
+  // An access line is written after its response, on that connection's I/O thread, so lines
+  // of requests on different connections may come in any order: wait for every one.
   ASSERT_TRUE(wait_until([&] {
-    for (auto& j : lines())
-      if (j.value("route", "") == "/faulty/echo") return true;
-    return false;
+    std::set<std::string> seen;
+    for (auto& j : lines()) seen.insert(j.value("route", ""));
+    return seen.count("/api/v1/health") && seen.count("/hello/{name}") && seen.count("unmatched") &&
+           seen.count("/faulty/echo");
   })) << h.log();
   json health, hello, unmatched, echo;
   for (auto& j : lines()) {
