@@ -468,10 +468,12 @@ TEST_F(Webhooks, KillNineAfterAcknowledgementProcessesEachEventOnce) {
   h->restart_after_kill();  // SIGKILL right after the last 200; same data dir, new port
   ASSERT_TRUE(h->wait_ready()) << h->log();
   ASSERT_TRUE(wait_until([&] { return health(*h)["queue_depth"] == 0; }, 30s));
-  // Every event is processed (published on the bus) exactly once, before or after the kill:
-  // the plugin's journal of processed ids holds each of them. The in-process bus cannot hand
-  // over a delivery still in flight when the host was killed, so such an event was published
-  // once but its subscriber never saw it; no event is ever seen twice.
+  // Every event is processed: the plugin's journal of processed ids holds each of them. The
+  // consumer acknowledges an entry only once every subscriber has handled its event
+  // (bus_publish_confirmed), so an event whose delivery was under way at the kill is
+  // delivered again after the restart: subscribers see it twice and de-duplicate by the bus
+  // event id (= the Stripe id). Only those few in flight at the kill may be seen twice, and
+  // never more than twice.
   std::set<std::string> processed;
   for (auto name : {"processed.1.log", "processed.log"}) {
     std::ifstream in(data_dir + "/webhooks/" + name);
@@ -489,7 +491,7 @@ TEST_F(Webhooks, KillNineAfterAcknowledgementProcessesEachEventOnce) {
       30s))
       << deliveries(observed()).size() << " delivered, " << processed.size() << " in the journal";
   auto d = deliveries(observed());
-  int lost_in_flight = 0;
+  int lost_in_flight = 0, twice = 0;
   for (int i = 0; i < kEvents; ++i) {
     auto id = "evt_k_" + std::to_string(i);
     EXPECT_TRUE(processed.count(id)) << id << " is not in the processed journal";
@@ -497,11 +499,14 @@ TEST_F(Webhooks, KillNineAfterAcknowledgementProcessesEachEventOnce) {
     if (it == d.end()) {
       ++lost_in_flight;
     } else {
-      EXPECT_EQ(it->second, 1) << id << " delivered " << it->second << " times";
+      EXPECT_LE(it->second, 2) << id << " delivered " << it->second << " times";
+      if (it->second == 2) ++twice;
     }
   }
-  // Only what the bus still had in flight at the kill may be missing from the subscriber.
+  // Only what was in flight at the kill may be missing from the subscriber's record or seen
+  // again.
   EXPECT_LE(lost_in_flight, 16);
+  EXPECT_LE(twice, 16);
 }
 
 }  // namespace
