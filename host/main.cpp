@@ -9,10 +9,11 @@
 #include <string>
 #include <thread>
 
+#include "admin/host_routes.hpp"
 #include "config/config.hpp"
 #include "http/server.hpp"
-#include "plugins/host_routes.hpp"
-#include "plugins/plugin_host.hpp"
+#include "plugins/generation.hpp"
+#include "telemetry/health_board.hpp"
 #include "version.hpp"
 
 namespace {
@@ -73,71 +74,53 @@ std::string write_ready_file(const std::filesystem::path& path, const std::strin
   return "";
 }
 
-int run(kghost::HostConfig& cfg, const Options& opts, const sigset_t& signals) {
-  const bool check_only = opts.check;
+std::unique_ptr<kghost::Store> make_store(const kghost::HostConfig& cfg, kghost::Metrics& metrics,
+                                          kghost::Logger& log) {
   using namespace kghost;
-  Logger log(cfg.log_level);
-  Metrics metrics;
-  WorkerPool pool(std::max(2u, std::thread::hardware_concurrency()));
-  std::unique_ptr<Store> store =
-      cfg.store.backend == "redis"
-          ? make_redis_store(RedisOptions{cfg.store.redis_url, cfg.store.redis_pool,
-                                          cfg.store.redis_timeout, std::chrono::milliseconds(1000)},
-                             metrics.registry(), log)
-          : make_memory_store(metrics.registry());
-  EventBus bus(pool, metrics.registry(), log);
-  TaskRunner tasks(pool);
-  Pipeline pipeline(log);
-  HostState state;
-  PluginHost* plugins_ptr = nullptr;
-  HostServices services{log,
-                        metrics,
-                        pipeline,
-                        *store,
-                        bus,
-                        pool,
-                        tasks,
-                        cfg.mode,
-                        cfg.data_dir,
-                        cfg.data_dir.string(),
-                        [&] { return health_document(*plugins_ptr, *store, state).dump(); }};
-  PluginHost plugins(services);
-  plugins_ptr = &plugins;
-  if (auto err = register_host_routes(pipeline, plugins, *store, state, pool); !err.empty())
-    throw std::runtime_error(err);
+  if (cfg.store.backend != "redis") return make_memory_store(metrics.registry());
+  return make_redis_store(RedisOptions{cfg.store.redis_url, cfg.store.redis_pool,
+                                       cfg.store.redis_timeout, std::chrono::milliseconds(1000)},
+                          metrics.registry(), log);
+}
 
-  plugins.load(cfg);
-  if (check_only) {
-    nlohmann::json routes = nlohmann::json::array();
-    for (auto* r : pipeline.router().routes())
-      routes.push_back(r->method + " " + r->path + " (" + r->owner + ")");
-    nlohmann::json report = {{"config", cfg.source},          {"mode", cfg.mode},
-                             {"listen", cfg.server.listen},   {"store", cfg.store.backend},
-                             {"plugins", plugins.describe()}, {"routes", routes}};
-    std::cout << report.dump(2) << "\nconfiguration ok\n";
-    plugins.stop();
-    return 0;
-  }
-  plugins.start();
+// The store's part of /health: status, backend and (when there is one) the detail.
+kghost::HealthReport store_report(const kghost::Store& store) {
+  auto h = store.health();
+  kghost::HealthReport r{h.status, {{"backend", h.backend}}};
+  if (!h.detail.empty()) r.details["detail"] = h.detail;
+  return r;
+}
 
-  HttpServer server(cfg.server, pipeline, log);
-  server.start();
-  tasks.start();
-  state.ready = true;
-  log.info("listening on " + server.local_address() + " (mode " + cfg.mode + ", config " +
-           cfg.source + ", " + std::to_string(plugins.plugins().size()) + " plugins)");
-  int exit_code = 0;
-  if (auto err = opts.ready_file ? write_ready_file(*opts.ready_file, server.local_address()) : "";
-      !err.empty()) {
-    // Whoever waits for the file would wait forever: stop the usual way and say why.
+// --check: what the config and the plugins amount to, then "configuration ok".
+void print_check(const kghost::HostConfig& cfg, const kghost::Pipeline& pipeline,
+                 const kghost::Generation& plugins) {
+  nlohmann::json routes = nlohmann::json::array();
+  for (auto* r : pipeline.router().routes())
+    routes.push_back(r->method + " " + r->path + " (" + r->owner + ")");
+  nlohmann::json report = {{"config", cfg.source},          {"mode", cfg.mode},
+                           {"listen", cfg.server.listen},   {"store", cfg.store.backend},
+                           {"plugins", plugins.describe()}, {"routes", routes}};
+  std::cout << report.dump(2) << "\nconfiguration ok\n";
+}
+
+// Waits for SIGTERM/SIGINT, or stops at once when the ready file cannot be written (whoever
+// waits for it would wait forever). Returns the exit code.
+int wait_for_stop(const kghost::HostConfig& cfg, const Options& opts, const sigset_t& signals,
+                  const std::string& address, kghost::Logger& log) {
+  if (auto err = opts.ready_file ? write_ready_file(*opts.ready_file, address) : ""; !err.empty()) {
     log.error(err + "; stopping");
-    exit_code = 1;
-  } else {
-    int sig = 0;
-    sigwait(&signals, &sig);
-    log.info(std::string("received ") + (sig == SIGINT ? "SIGINT" : "SIGTERM") +
-             ": draining (up to " + std::to_string(cfg.server.drain_timeout.count()) + " s)");
+    return 1;
   }
+  int sig = 0;
+  sigwait(&signals, &sig);
+  log.info(std::string("received ") + (sig == SIGINT ? "SIGINT" : "SIGTERM") +
+           ": draining (up to " + std::to_string(cfg.server.drain_timeout.count()) + " s)");
+  return 0;
+}
+
+// Turns not ready, lets in-flight requests finish (up to the drain timeout), ends the streams.
+void drain(const kghost::HostConfig& cfg, kghost::HostState& state, kghost::Pipeline& pipeline,
+           kghost::HttpServer& server, kghost::Logger& log) {
   state.ready = false;
   pipeline.begin_shutdown();  // streams ended from here on are reported as ended by the host
   bool drained = server.drain(cfg.server.drain_timeout);
@@ -145,13 +128,52 @@ int run(kghost::HostConfig& cfg, const Options& opts, const sigset_t& signals) {
   if (!drained)
     log.warn(std::to_string(server.in_flight()) +
              " requests were still in flight at the drain timeout");
+}
+
+// Wires the host's parts in dependency order, serves until told to stop, and stops them in
+// reverse. The store, the health board and the plugin generation are made here and nowhere
+// else.
+int run(kghost::HostConfig& cfg, const Options& opts, const sigset_t& signals) {
+  using namespace kghost;
+  Logger log(cfg.log_level);
+  Metrics metrics;
+  WorkerPool pool(std::max(2u, std::thread::hardware_concurrency()));
+  std::unique_ptr<Store> store = make_store(cfg, metrics, log);
+  EventBus bus(pool, metrics.registry(), log);
+  TaskRunner tasks(pool);
+  Pipeline pipeline(log);
+  HealthBoard health([&store] { return store_report(*store); });
+  HostServices services{
+      log, metrics, *store, bus, pool, health, cfg.mode, cfg.data_dir, cfg.data_dir.string()};
+  auto plugins = std::make_shared<Generation>(services, pipeline, tasks);
+  health.attach(plugins);
+  HostState state;
+  if (auto err = register_host_routes(pipeline, {health, *plugins, state, pool}); !err.empty())
+    throw std::runtime_error(err);
+
+  plugins->build(cfg);
+  if (opts.check) {
+    print_check(cfg, pipeline, *plugins);
+    plugins->stop();
+    return 0;
+  }
+  plugins->start();
+
+  HttpServer server(cfg.server, pipeline, log);
+  server.start();
+  tasks.start();
+  state.ready = true;
+  log.info("listening on " + server.local_address() + " (mode " + cfg.mode + ", config " +
+           cfg.source + ", " + std::to_string(plugins->size()) + " plugins)");
+  int exit_code = wait_for_stop(cfg, opts, signals, server.local_address(), log);
+  drain(cfg, state, pipeline, server, log);
   tasks.stop();
-  plugins.stop();
+  plugins->stop();
   server.stop();
   bus.stop();
   store->stop();
   pool.stop();
-  plugins.destroy();
+  plugins->destroy();
   if (opts.ready_file) {
     std::error_code ec;
     std::filesystem::remove(*opts.ready_file, ec);

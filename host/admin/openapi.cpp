@@ -1,4 +1,4 @@
-#include "plugins/host_routes.hpp"
+#include "admin/openapi.hpp"
 
 #include <cctype>
 #include <set>
@@ -8,13 +8,6 @@
 
 namespace kghost {
 namespace {
-
-HttpResponse json_response(uint16_t status, const nlohmann::json& body) {
-  HttpResponse r;
-  r.status = status;
-  r.body = body.dump();
-  return r;
-}
 
 std::vector<std::string> split_scopes(std::string_view list) {
   std::vector<std::string> out;
@@ -75,8 +68,8 @@ nlohmann::json operation(const RouteInfo& r) {
   return op;
 }
 
-// An OpenAPI 3.1 document of every registered route: parameters, scopes, body schemas, and
-// the contract's error JSON as one shared component.
+}  // namespace
+
 nlohmann::json openapi(const Pipeline& pipeline) {
   nlohmann::json paths = nlohmann::json::object();
   std::set<std::string> owners;
@@ -121,92 +114,6 @@ nlohmann::json openapi(const Pipeline& pipeline) {
         {"securitySchemes",
          {{"ApiKeyHeader", {{"type", "apiKey"}, {"in", "header"}, {"name", "X-API-Key"}}},
           {"BearerKey", {{"type", "http"}, {"scheme", "bearer"}}}}}}}};
-}
-
-// Answers `ex` later with what `make` returns, computed on the worker pool: plugin health
-// reporters are plugin code and may be slow, and an I/O thread must never wait for them.
-void answer_on_pool(WorkerPool& pool, Exchange& ex, std::function<HttpResponse()> make) {
-  ex.deferred = true;
-  auto* responder = new kg_responder{ex.shared_from_this(), ex.pipeline};
-  pool.post([responder, make = std::move(make)] {
-    HttpResponse r;
-    try {
-      r = make();
-    } catch (const std::exception& e) {
-      r = error_response(500, "internal_error", std::string("cannot answer: ") + e.what(),
-                         responder->exchange->request_id);
-    }
-    responder->pipeline->complete(responder, std::move(r));
-  });
-}
-
-}  // namespace
-
-nlohmann::json health_document(const PluginHost& plugins, const Store& store,
-                               const HostState& state) {
-  HealthStatus overall = HealthStatus::healthy;
-  nlohmann::json list = nlohmann::json::object();
-  for (auto& [name, report] : plugins.health()) {
-    overall = worst(overall, report.status);
-    nlohmann::json entry = report.details.is_object() ? report.details : nlohmann::json::object();
-    entry["status"] = to_string(report.status);
-    list[name] = std::move(entry);
-  }
-  auto sh = store.health();
-  overall =
-      worst(overall, sh.status == HealthStatus::unhealthy ? HealthStatus::degraded : sh.status);
-  nlohmann::json store_json = {{"status", to_string(sh.status)}, {"backend", sh.backend}};
-  if (!sh.detail.empty()) store_json["detail"] = sh.detail;
-  auto uptime = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() -
-                                                                 state.started)
-                    .count();
-  return {{"status", to_string(overall)},
-          {"version", KGHOST_VERSION},
-          {"uptime_s", uptime},
-          {"store", store_json},
-          {"plugins", list}};
-}
-
-std::string register_host_routes(Pipeline& pipeline, const PluginHost& plugins, const Store& store,
-                                 const HostState& state, WorkerPool& pool) {
-  auto add = [&](std::string method, std::string path, std::string scopes, bool is_public,
-                 std::string summary, std::function<void(Exchange&)> fn) {
-    RouteInfo info;
-    info.method = std::move(method);
-    info.path = std::move(path);
-    info.scopes = std::move(scopes);
-    info.is_public = is_public;
-    info.owner = "host";
-    info.summary = std::move(summary);
-    return pipeline.add_route(std::move(info), HandlerEntry{nullptr, nullptr, std::move(fn)});
-  };
-  std::string err;
-  auto check = [&](std::string e) {
-    if (err.empty()) err = std::move(e);
-  };
-  check(add("GET", "/health/live", "", true, "Liveness: the process serves", [](Exchange& ex) {
-    ex.staged = json_response(200, {{"status", "live"}});
-  }));
-  check(add(
-      "GET", "/health/ready", "", true, "Readiness: started and not draining",
-      [&state](Exchange& ex) {
-        bool ready = state.ready.load();
-        ex.staged = json_response(ready ? 200 : 503, {{"status", ready ? "ready" : "not_ready"}});
-      }));
-  check(add("GET", "/health", "", true, "Health of the host, the store and every plugin",
-            [&](Exchange& ex) {
-              answer_on_pool(pool, ex, [&] {
-                auto doc = health_document(plugins, store, state);
-                return json_response(doc["status"] == "unhealthy" ? 503 : 200, doc);
-              });
-            }));
-  check(
-      add("GET", "/admin/plugins", "admin", false, "The loaded plugins", [&plugins](Exchange& ex) {
-        ex.staged = json_response(200, {{"plugins", plugins.describe()}});
-      }));
-  check(add("GET", "/openapi.json", "", true, "This document",
-            [&pipeline](Exchange& ex) { ex.staged = json_response(200, openapi(pipeline)); }));
-  return err;
 }
 
 }  // namespace kghost

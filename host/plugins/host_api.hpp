@@ -1,0 +1,21 @@
+// The host API table handed to every plugin. Each domain's slots live in their own file and
+// fill their part of the table; nothing in them throws across the boundary.
+#pragma once
+
+#include <kghost/plugin.h>
+
+namespace kghost {
+
+// The table (built once; the same for every plugin).
+const kg_host_api& host_api();
+
+// Each fills its slots of `t`.
+void add_plugin_api(kg_host_api& t);        // api_plugin.cpp: log, config, mode, data dir
+void add_registration_api(kg_host_api& t);  // api_registration.cpp: routes, filters, tasks, health
+void add_request_api(kg_host_api& t);       // host_api.cpp: the request, responses, streams
+void add_metrics_api(kg_host_api& t);       // api_metrics.cpp: metrics, metrics/health render
+void add_bus_api(kg_host_api& t);           // api_bus.cpp
+void add_store_api(kg_host_api& t);         // api_store.cpp: own keys and shared spaces
+void add_queue_api(kg_host_api& t);         // api_queue.cpp: durable queues
+
+}  // namespace kghost

@@ -1,0 +1,51 @@
+// What a plugin instance registers while it is being created: routes, filters, observers,
+// tasks and bus subscriptions. They are held here and committed only when create succeeds, so
+// a failed create leaves nothing behind; tasks are scheduled only once the instance started.
+#pragma once
+
+#include <kghost/plugin.h>
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "http/pipeline.hpp"
+#include "runtime/event_bus.hpp"
+#include "runtime/task_runner.hpp"
+
+namespace kghost {
+
+struct Registrations {
+  struct Task {
+    std::string name;
+    uint32_t interval_ms;  // 0: a long-running task with a stop token
+    kg_task_fn fn;
+    void* user_data;
+  };
+  struct Subscription {
+    std::string pattern;
+    kg_bus_fn fn;
+    void* user_data;
+  };
+  std::vector<std::pair<RouteInfo, HandlerEntry>> routes;
+  std::vector<FilterEntry> filters;
+  std::vector<ObserverEntry> observers;
+  std::vector<ObserverEntry> stream_observers;
+  std::vector<Subscription> subscriptions;
+  std::vector<Task> tasks;
+
+  // Adds the routes, filters and observers to `pipeline` and the subscriptions to `bus` (as
+  // `owner`), and forgets them. Returns the first route conflict's text, or "".
+  std::string commit(Pipeline& pipeline, EventBus& bus, const std::string& owner);
+  // Schedules the tasks on `tasks` as "<owner>.<task>" and forgets them.
+  void schedule(TaskRunner& tasks, const std::string& owner);
+};
+
+// Subscribes a plugin's bus callback for `owner` (at commit, or directly while it is being set
+// up). False when the bus refuses the pattern.
+bool subscribe(EventBus& bus, const std::string& owner, std::string_view pattern, kg_bus_fn fn,
+               void* user_data);
+
+}  // namespace kghost
