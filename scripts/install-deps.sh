@@ -13,8 +13,9 @@ packages=(
   # real servers used by tests and benchmarks
   redis-server redis-tools nats-server wrk nginx-light curl python3 ca-certificates
   # checkers the tests run: promtool (alert rules, metrics), kubectl (kustomize), npm validators,
-  # python3-yaml (reads the rendered manifests, the alert rules and the dashboard)
-  prometheus python3-yaml
+  # python3-yaml (reads the rendered manifests, the alert rules and the dashboard),
+  # universal-ctags (function lengths for scripts/check-size.sh)
+  prometheus python3-yaml universal-ctags
   # bench/soak plots
   gnuplot-nox
 )

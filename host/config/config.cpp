@@ -152,6 +152,102 @@ constexpr const char* kListenHelp =
     "is not HOST:PORT with an IP address and a port 0-65535 (e.g. \"127.0.0.1:8080\", "
     "\"[::1]:8080\" or \":8080\" for every address)";
 
+// [server]
+void read_server(const toml::node* n, TableReader& top, const std::string& source,
+                 const EnvLookup& env, ServerConfig& sc) {
+  if (!n->is_table()) top.fail(*n, "server", "expected a table [server]");
+  TableReader s(*n->as_table(), "server", source, env);
+  if (auto v = s.string("listen")) {
+    if (!parse_listen(*v))
+      s.fail(*n->as_table()->get("listen"), "listen", "\"" + *v + "\" " + kListenHelp);
+    sc.listen = *v;
+  }
+  if (auto v = s.integer("threads", 0, 256)) sc.threads = static_cast<unsigned>(*v);
+  if (auto v = s.integer("max_body_bytes", 1, int64_t{1} << 34)) sc.max_body_bytes = *v;
+  if (auto v = s.integer("max_header_bytes", 1024, 1 << 20)) sc.max_header_bytes = *v;
+  if (auto v = s.integer("header_timeout_s", 1, 3600))
+    sc.header_timeout = std::chrono::seconds(*v);
+  if (auto v = s.integer("body_timeout_s", 1, 3600)) sc.body_timeout = std::chrono::seconds(*v);
+  if (auto v = s.integer("idle_timeout_s", 1, 86400)) sc.idle_timeout = std::chrono::seconds(*v);
+  if (auto v = s.integer("drain_timeout_s", 0, 3600)) sc.drain_timeout = std::chrono::seconds(*v);
+  if (auto v = s.integer("handler_timeout_s", 1, 86400))
+    sc.handler_timeout = std::chrono::seconds(*v);
+  if (auto v = s.integer("lingering_timeout_s", 0, 3600))
+    sc.lingering_timeout = std::chrono::seconds(*v);
+  if (auto v = s.integer("lingering_bytes", 0, int64_t{1} << 34)) sc.lingering_bytes = *v;
+  if (auto v = s.integer("stream_buffer_bytes", 1024, int64_t{1} << 30))
+    sc.stream_buffer_bytes = *v;
+  s.reject_unknown();
+}
+
+// [store]
+void read_store(const toml::node* n, TableReader& top, const std::string& source,
+                const EnvLookup& env, StoreConfig& store) {
+  if (!n->is_table()) top.fail(*n, "store", "expected a table [store]");
+  TableReader s(*n->as_table(), "store", source, env);
+  if (auto v = s.string("backend")) {
+    if (*v != "memory" && *v != "redis")
+      s.fail(*n->as_table()->get("backend"), "backend",
+             "expected \"memory\" or \"redis\", got \"" + *v + "\"");
+    store.backend = *v;
+  }
+  if (auto v = s.string("redis_url")) store.redis_url = *v;
+  if (auto v = s.integer("redis_pool", 1, 64)) store.redis_pool = *v;
+  if (auto v = s.integer("redis_timeout_ms", 1, 60000))
+    store.redis_timeout = std::chrono::milliseconds(*v);
+  s.reject_unknown();
+}
+
+// [[plugins]]
+void read_plugins(const toml::node* n, TableReader& top, const std::string& source,
+                  const std::filesystem::path& base_dir, const EnvLookup& env,
+                  std::vector<PluginEntry>& plugins) {
+  if (!n->is_array_of_tables()) top.fail(*n, "plugins", "expected [[plugins]] entries");
+  std::set<std::string> names;
+  for (auto& el : *n->as_array()) {
+    auto& t = *el.as_table();
+    TableReader p(t, "plugins", source, env);
+    PluginEntry e;
+    e.origin = where(source, t.source());
+    auto name = p.string("name");
+    if (!name) throw ConfigError(e.origin + ": a [[plugins]] entry needs name = \"...\"");
+    if (!valid_plugin_name(*name))
+      p.fail(*t.get("name"), "name", "\"" + *name + "\" is not a plugin name ([a-z0-9_]{1,64})");
+    if (!names.insert(*name).second)
+      p.fail(*t.get("name"), "name", "plugin \"" + *name + "\" is listed twice; keep one entry");
+    e.name = *name;
+    if (auto v = p.string("path")) e.path = resolve(base_dir, *v);
+    if (auto v = p.boolean("enabled")) e.enabled = *v;
+    if (auto v = p.boolean("required")) e.required = *v;
+    if (const toml::node* c = p.raw("config")) {
+      if (!c->is_table()) p.fail(*c, "config", "expected a table [plugins.config]");
+      e.config = to_json(*c, source, env, "plugins." + e.name + ".config");
+    }
+    p.reject_unknown();
+    plugins.push_back(std::move(e));
+  }
+}
+
+// Environment overrides (CONTRACT §1): they win over the file. Then the checks that need both.
+void apply_env(const std::string& source, const EnvLookup& env, HostConfig& cfg) {
+  if (auto v = env("KG_LISTEN"); v && !v->empty()) {
+    if (!parse_listen(*v)) throw ConfigError("KG_LISTEN: \"" + *v + "\" " + kListenHelp);
+    cfg.server.listen = *v;
+  }
+  if (auto v = env("KG_MODE"); v && !v->empty()) cfg.mode = *v;
+  if (auto v = env("REDIS_URL"); v && !v->empty()) {
+    cfg.store.redis_url = *v;
+    cfg.store.backend = "redis";
+  }
+  if (cfg.mode != "dev" && cfg.mode != "production")
+    throw ConfigError(
+        source + ": mode must be \"dev\" or \"production\" (from the file or KG_MODE), got \"" +
+        cfg.mode + "\"");
+  if (cfg.store.backend == "redis" && cfg.store.redis_url.empty())
+    throw ConfigError(source +
+                      ": store.backend is \"redis\" but no store.redis_url or REDIS_URL is set");
+}
+
 }  // namespace
 
 std::optional<ListenAddress> parse_listen(std::string_view listen) {
@@ -244,92 +340,13 @@ HostConfig parse_config(std::string_view text, const std::string& source,
   if (auto d = top.string("data_dir")) cfg.data_dir = resolve(base_dir, *d);
   if (auto d = top.string("plugin_dir")) cfg.plugin_dir = resolve(base_dir, *d);
 
-  if (const toml::node* n = top.raw("server")) {
-    if (!n->is_table()) top.fail(*n, "server", "expected a table [server]");
-    TableReader s(*n->as_table(), "server", source, env);
-    auto& sc = cfg.server;
-    if (auto v = s.string("listen")) {
-      if (!parse_listen(*v))
-        s.fail(*n->as_table()->get("listen"), "listen", "\"" + *v + "\" " + kListenHelp);
-      sc.listen = *v;
-    }
-    if (auto v = s.integer("threads", 0, 256)) sc.threads = static_cast<unsigned>(*v);
-    if (auto v = s.integer("max_body_bytes", 1, int64_t{1} << 34)) sc.max_body_bytes = *v;
-    if (auto v = s.integer("max_header_bytes", 1024, 1 << 20)) sc.max_header_bytes = *v;
-    if (auto v = s.integer("header_timeout_s", 1, 3600))
-      sc.header_timeout = std::chrono::seconds(*v);
-    if (auto v = s.integer("body_timeout_s", 1, 3600)) sc.body_timeout = std::chrono::seconds(*v);
-    if (auto v = s.integer("idle_timeout_s", 1, 86400)) sc.idle_timeout = std::chrono::seconds(*v);
-    if (auto v = s.integer("drain_timeout_s", 0, 3600)) sc.drain_timeout = std::chrono::seconds(*v);
-    if (auto v = s.integer("handler_timeout_s", 1, 86400))
-      sc.handler_timeout = std::chrono::seconds(*v);
-    if (auto v = s.integer("lingering_timeout_s", 0, 3600))
-      sc.lingering_timeout = std::chrono::seconds(*v);
-    if (auto v = s.integer("lingering_bytes", 0, int64_t{1} << 34)) sc.lingering_bytes = *v;
-    if (auto v = s.integer("stream_buffer_bytes", 1024, int64_t{1} << 30))
-      sc.stream_buffer_bytes = *v;
-    s.reject_unknown();
-  }
-  if (const toml::node* n = top.raw("store")) {
-    if (!n->is_table()) top.fail(*n, "store", "expected a table [store]");
-    TableReader s(*n->as_table(), "store", source, env);
-    if (auto v = s.string("backend")) {
-      if (*v != "memory" && *v != "redis")
-        s.fail(*n->as_table()->get("backend"), "backend",
-               "expected \"memory\" or \"redis\", got \"" + *v + "\"");
-      cfg.store.backend = *v;
-    }
-    if (auto v = s.string("redis_url")) cfg.store.redis_url = *v;
-    if (auto v = s.integer("redis_pool", 1, 64)) cfg.store.redis_pool = *v;
-    if (auto v = s.integer("redis_timeout_ms", 1, 60000))
-      cfg.store.redis_timeout = std::chrono::milliseconds(*v);
-    s.reject_unknown();
-  }
-  if (const toml::node* n = top.raw("plugins")) {
-    if (!n->is_array_of_tables()) top.fail(*n, "plugins", "expected [[plugins]] entries");
-    std::set<std::string> names;
-    for (auto& el : *n->as_array()) {
-      auto& t = *el.as_table();
-      TableReader p(t, "plugins", source, env);
-      PluginEntry e;
-      e.origin = where(source, t.source());
-      auto name = p.string("name");
-      if (!name) throw ConfigError(e.origin + ": a [[plugins]] entry needs name = \"...\"");
-      if (!valid_plugin_name(*name))
-        p.fail(*t.get("name"), "name", "\"" + *name + "\" is not a plugin name ([a-z0-9_]{1,64})");
-      if (!names.insert(*name).second)
-        p.fail(*t.get("name"), "name", "plugin \"" + *name + "\" is listed twice; keep one entry");
-      e.name = *name;
-      if (auto v = p.string("path")) e.path = resolve(base_dir, *v);
-      if (auto v = p.boolean("enabled")) e.enabled = *v;
-      if (auto v = p.boolean("required")) e.required = *v;
-      if (const toml::node* c = p.raw("config")) {
-        if (!c->is_table()) p.fail(*c, "config", "expected a table [plugins.config]");
-        e.config = to_json(*c, source, env, "plugins." + e.name + ".config");
-      }
-      p.reject_unknown();
-      cfg.plugins.push_back(std::move(e));
-    }
-  }
+  if (const toml::node* n = top.raw("server")) read_server(n, top, source, env, cfg.server);
+  if (const toml::node* n = top.raw("store")) read_store(n, top, source, env, cfg.store);
+  if (const toml::node* n = top.raw("plugins"))
+    read_plugins(n, top, source, base_dir, env, cfg.plugins);
   top.reject_unknown();
 
-  // Environment overrides (CONTRACT §1): they win over the file.
-  if (auto v = env("KG_LISTEN"); v && !v->empty()) {
-    if (!parse_listen(*v)) throw ConfigError("KG_LISTEN: \"" + *v + "\" " + kListenHelp);
-    cfg.server.listen = *v;
-  }
-  if (auto v = env("KG_MODE"); v && !v->empty()) cfg.mode = *v;
-  if (auto v = env("REDIS_URL"); v && !v->empty()) {
-    cfg.store.redis_url = *v;
-    cfg.store.backend = "redis";
-  }
-  if (cfg.mode != "dev" && cfg.mode != "production")
-    throw ConfigError(
-        source + ": mode must be \"dev\" or \"production\" (from the file or KG_MODE), got \"" +
-        cfg.mode + "\"");
-  if (cfg.store.backend == "redis" && cfg.store.redis_url.empty())
-    throw ConfigError(source +
-                      ": store.backend is \"redis\" but no store.redis_url or REDIS_URL is set");
+  apply_env(source, env, cfg);
   return cfg;
 }
 
