@@ -165,8 +165,7 @@ void read_server(const toml::node* n, TableReader& top, const std::string& sourc
   if (auto v = s.integer("threads", 0, 256)) sc.threads = static_cast<unsigned>(*v);
   if (auto v = s.integer("max_body_bytes", 1, int64_t{1} << 34)) sc.max_body_bytes = *v;
   if (auto v = s.integer("max_header_bytes", 1024, 1 << 20)) sc.max_header_bytes = *v;
-  if (auto v = s.integer("header_timeout_s", 1, 3600))
-    sc.header_timeout = std::chrono::seconds(*v);
+  if (auto v = s.integer("header_timeout_s", 1, 3600)) sc.header_timeout = std::chrono::seconds(*v);
   if (auto v = s.integer("body_timeout_s", 1, 3600)) sc.body_timeout = std::chrono::seconds(*v);
   if (auto v = s.integer("idle_timeout_s", 1, 86400)) sc.idle_timeout = std::chrono::seconds(*v);
   if (auto v = s.integer("drain_timeout_s", 0, 3600)) sc.drain_timeout = std::chrono::seconds(*v);

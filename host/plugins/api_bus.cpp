@@ -1,10 +1,12 @@
 // Event bus slots: publish (plain or confirmed) and subscribe.
-#include "plugins/abi_io.hpp"
+#include "plugins/abi_support.hpp"
 #include "plugins/host_api.hpp"
 #include "plugins/instance.hpp"
 
 namespace kghost {
 namespace {
+
+using abi::sv;
 
 kg_status api_bus_publish(kg_plugin_ctx* c, kg_str topic, kg_str data, kg_str id) {
   return c->services.bus.publish(sv(topic), sv(data), sv(id)) ? KG_OK : KG_ERR_INVALID;
@@ -28,7 +30,7 @@ kg_status api_bus_subscribe(kg_plugin_ctx* c, kg_str pattern, kg_bus_fn fn, void
 
 }  // namespace
 
-void add_bus_api(kg_host_api& t) {
+void fill_bus_api(kg_host_api& t) {
   t.bus_publish = api_bus_publish;
   t.bus_subscribe = api_bus_subscribe;
   t.bus_publish_confirmed = api_bus_publish_confirmed;  // 1.1

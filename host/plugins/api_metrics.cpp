@@ -1,10 +1,14 @@
 // Metrics slots (families, series, the Prometheus text) and the /health document.
-#include "plugins/abi_io.hpp"
+#include "plugins/abi_support.hpp"
 #include "plugins/host_api.hpp"
 #include "plugins/instance.hpp"
 
 namespace kghost {
 namespace {
+
+using abi::copy_in;
+using abi::sv;
+using abi::to_sink;
 
 kg_metric* api_metric_new(kg_plugin_ctx* c, const kg_metric_desc* desc) {
   if (!desc) return nullptr;
@@ -36,21 +40,15 @@ void api_series_observe(kg_series* s, double v) {
   if (s) reinterpret_cast<MetricSeries*>(s)->observe(v);
 }
 kg_status api_metrics_render(kg_plugin_ctx* c, kg_sink_fn sink, void* ud) {
-  if (!sink) return KG_ERR_INVALID;
-  std::string text = c->services.metrics.render();
-  sink(ud, ks(text));
-  return KG_OK;
+  return sink ? to_sink(sink, ud, c->services.metrics.render()) : KG_ERR_INVALID;
 }
 kg_status api_health_render(kg_plugin_ctx* c, kg_sink_fn sink, void* ud) {
-  if (!sink) return KG_ERR_INVALID;
-  std::string text = c->services.health.document().dump();
-  sink(ud, ks(text));
-  return KG_OK;
+  return sink ? to_sink(sink, ud, c->services.health.document().dump()) : KG_ERR_INVALID;
 }
 
 }  // namespace
 
-void add_metrics_api(kg_host_api& t) {
+void fill_metrics_api(kg_host_api& t) {
   t.metric_new = api_metric_new;
   t.metric_series = api_metric_series;
   t.series_add = api_series_add;

@@ -1,11 +1,14 @@
 // Plugin-wide slots: logging, the plugin's config, its error text, the host's mode, data dir.
 #include "http/exchange.hpp"
-#include "plugins/abi_io.hpp"
+#include "plugins/abi_support.hpp"
 #include "plugins/host_api.hpp"
 #include "plugins/instance.hpp"
 
 namespace kghost {
 namespace {
+
+using abi::ks;
+using abi::sv;
 
 void api_log_fields(kg_plugin_ctx* c, kg_request* req, kg_log_level level, kg_str msg,
                     kg_str fields_json) {
@@ -42,7 +45,7 @@ kg_str api_data_dir(kg_plugin_ctx* c) { return ks(c->services.data_dir_text); }
 
 }  // namespace
 
-void add_plugin_api(kg_host_api& t) {
+void fill_plugin_api(kg_host_api& t) {
   t.log = api_log;
   t.config_json = api_config_json;
   t.config_get = api_config_get;

@@ -1,10 +1,15 @@
 // Durable queue slots: open (per plugin, under the data dir), append, consume, dead letters.
-#include "plugins/abi_io.hpp"
+#include "plugins/abi_support.hpp"
 #include "plugins/host_api.hpp"
 #include "plugins/instance.hpp"
 
 namespace kghost {
 namespace {
+
+using abi::copy_in;
+using abi::ks;
+using abi::sv;
+using abi::token;
 
 DurableQueue* q_of(kg_queue* q) { return reinterpret_cast<DurableQueue*>(q); }
 kg_queue* api_queue_open(kg_plugin_ctx* c, kg_str name, const kg_queue_options* options) {
@@ -77,7 +82,7 @@ kg_status api_queue_replay(kg_queue* q, uint64_t id) {
 
 }  // namespace
 
-void add_queue_api(kg_host_api& t) {
+void fill_queue_api(kg_host_api& t) {
   t.queue_open = api_queue_open;
   t.queue_append = api_queue_append;
   t.queue_consume = api_queue_consume;

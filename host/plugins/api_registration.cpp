@@ -3,12 +3,16 @@
 // registrations until create succeeds.
 #include <nlohmann/json.hpp>
 
-#include "plugins/abi_io.hpp"
+#include "plugins/abi_support.hpp"
 #include "plugins/host_api.hpp"
 #include "plugins/instance.hpp"
 
 namespace kghost {
 namespace {
+
+using abi::copy_in;
+using abi::sv;
+using abi::token;
 
 // A JSON Schema handed over as text: empty, or a JSON object or boolean.
 bool schema_text(std::string_view s) {
@@ -94,7 +98,7 @@ void api_health_set(kg_health* out, kg_health_status status, kg_str details) {
 
 }  // namespace
 
-void add_registration_api(kg_host_api& t) {
+void fill_registration_api(kg_host_api& t) {
   t.register_route = api_register_route;
   t.register_filter = api_register_filter;
   t.register_observer = api_register_observer;

@@ -1,11 +1,14 @@
 // Store slots: the plugin's own keys ("plugin/<name>/...") and the shared key spaces it opens
 // ("shared/<name>/..."), each answered now or later through a completion.
-#include "plugins/abi_io.hpp"
+#include "plugins/abi_support.hpp"
 #include "plugins/host_api.hpp"
 #include "plugins/instance.hpp"
 
 namespace kghost {
 namespace {
+
+using abi::ks;
+using abi::sv;
 
 kg_status to_status(StoreCode code) {
   switch (code) {
@@ -142,7 +145,7 @@ kg_health_status api_store_status(kg_plugin_ctx* c) {
 
 }  // namespace
 
-void add_store_api(kg_host_api& t) {
+void fill_store_api(kg_host_api& t) {
   t.store_check_and_set = api_check_and_set;
   t.store_incr = api_incr;
   t.store_get = api_get;

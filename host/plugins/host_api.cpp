@@ -6,7 +6,7 @@
 #include <algorithm>
 
 #include "http/pipeline.hpp"
-#include "plugins/abi_io.hpp"
+#include "plugins/abi_support.hpp"
 
 struct kg_stream {
   std::shared_ptr<kghost::StreamState> state;
@@ -15,8 +15,14 @@ struct kg_stream {
 namespace kghost {
 namespace {
 
+using abi::copy_in;
+using abi::header_safe;
+using abi::ks;
+using abi::sv;
+using abi::to_sink;
+using abi::token;
+
 Exchange* ex_of(kg_request* r) { return reinterpret_cast<Exchange*>(r); }
-bool header_safe(std::string_view s) { return s.find_first_of("\r\n") == std::string_view::npos; }
 
 void add_headers(HttpResponse& out, const kg_header* headers, size_t count) {
   for (size_t i = 0; headers && i < count; ++i) {
@@ -190,13 +196,12 @@ void api_stream_close(kg_stream* s) {
 kg_status api_error_body(kg_str code, kg_str message, kg_str request_id, kg_sink_fn sink,
                          void* ud) {
   if (!sink) return KG_ERR_INVALID;
-  auto body = error_response(500, sv(code), sv(message), sv(request_id)).body;
-  sink(ud, ks(body));
-  return KG_OK;
+  return to_sink(sink, ud, error_response(500, sv(code), sv(message), sv(request_id)).body);
 }
+
 }  // namespace
 
-void add_request_api(kg_host_api& t) {
+void fill_request_api(kg_host_api& t) {
   t.request_method = api_method;
   t.request_path = api_path;
   t.request_query = api_query;
@@ -231,13 +236,13 @@ const kg_host_api& host_api() {
     t.struct_size = sizeof(kg_host_api);
     t.abi_major = KG_ABI_MAJOR;
     t.abi_minor = KG_ABI_MINOR;
-    add_plugin_api(t);
-    add_registration_api(t);
-    add_request_api(t);
-    add_metrics_api(t);
-    add_bus_api(t);
-    add_store_api(t);
-    add_queue_api(t);
+    fill_plugin_api(t);
+    fill_registration_api(t);
+    fill_request_api(t);
+    fill_metrics_api(t);
+    fill_bus_api(t);
+    fill_store_api(t);
+    fill_queue_api(t);
     return t;
   }();
   return table;

@@ -1,5 +1,5 @@
-// Small helpers of the host API table's slots: strings across the ABI, and structs read and
-// written within the plugin's struct_size. Internal to host/plugins.
+// Small helpers for reading and writing the ABI's structs, shared by the host API table's
+// files (host_api.cpp, api_*.cpp). Nothing here throws.
 #pragma once
 
 #include <kghost/plugin.h>
@@ -9,13 +9,23 @@
 #include <cstring>
 #include <string_view>
 
-namespace kghost {
+namespace kghost::abi {
 
 inline std::string_view sv(kg_str s) {
   return s.len ? std::string_view(s.ptr, s.len) : std::string_view();
 }
 inline kg_str ks(std::string_view s) { return kg_str{s.data(), s.size()}; }
 
+// Hands `text` to a plugin's sink (it copies what it keeps); KG_ERR_INVALID without a sink.
+inline kg_status to_sink(kg_sink_fn sink, void* ud, std::string_view text) {
+  if (!sink) return KG_ERR_INVALID;
+  sink(ud, ks(text));
+  return KG_OK;
+}
+
+inline bool header_safe(std::string_view s) {
+  return s.find_first_of("\r\n") == std::string_view::npos;
+}
 // [A-Za-z0-9._-]+: header names, methods, queue names.
 inline bool token(std::string_view s) {
   return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) {
@@ -32,7 +42,7 @@ T copy_in(const T* p) {
   return out;
 }
 
-}  // namespace kghost
+}  // namespace kghost::abi
 
 // Writes a field of a plugin-owned out-struct only when the plugin's struct_size covers it.
 #define KG_PUT(out, type, field, value)                         \
