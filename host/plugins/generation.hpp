@@ -2,7 +2,9 @@
 // built (every enabled plugin loaded and created in declared order, its registrations
 // committed to the generation's pipeline as it succeeds), then started in order, stopped in
 // reverse and destroyed in reverse, as a whole. Everything it touches is handed to it, so a
-// second generation can be built beside a running one (reload) without reaching into it.
+// second generation can be built beside a running one (reload) into a table of its own.
+// Not yet so for bus subscriptions: they reach the live bus when each plugin's create
+// succeeds, as they always have; a reload would defer them to start.
 #pragma once
 
 #include <memory>
