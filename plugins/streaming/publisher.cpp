@@ -49,8 +49,13 @@ void Publisher::connect() {
   if (s == NATS_OK) s = natsOptions_SetReconnectWait(opts_, settings_.reconnect_wait.count());
   if (s == NATS_OK) s = natsOptions_SetReconnectJitter(opts_, 100, 1000);
   // Our FIFO is the reconnect buffer: a publish while reconnecting must fail at once, never be
-  // replayed by the library ahead of an earlier event lost with the old connection.
-  if (s == NATS_OK) s = natsOptions_SetReconnectBufSize(opts_, 1);
+  // replayed by the library ahead of an earlier event lost with the old connection. The size
+  // must be 0: cnats refuses a publish only once the buffer holds at least this many bytes, so
+  // with 1 the first publish of every outage was buffered and stored ahead of the events lost
+  // with the connection. (nats.h says 0 means "the 8 MB default", but the library checks
+  // `len >= size` and never substitutes a default; its own streaming client sets 0 to buffer
+  // nothing. StreamingFaults.CnatsBuffersNothingWhileReconnecting pins this.)
+  if (s == NATS_OK) s = natsOptions_SetReconnectBufSize(opts_, 0);
   if (s == NATS_OK) s = natsOptions_SetDisconnectedCB(opts_, &Publisher::on_disconnected, this);
   if (s == NATS_OK) s = natsOptions_SetReconnectedCB(opts_, &Publisher::on_connected, this);
   if (s == NATS_OK) s = natsOptions_SetClosedCB(opts_, &Publisher::on_closed, this);
@@ -63,7 +68,7 @@ void Publisher::connect() {
 
   s = natsConnection_Connect(&nc_, opts_);
   if (s == NATS_OK) {
-    set_connected(true);
+    set_connected(true, nc_);
   } else if (s == NATS_NOT_YET_CONNECTED) {
     log_(KG_LOG_WARN, "streaming: NATS not reachable yet; events wait in the fallback queue");
   } else {
@@ -123,26 +128,53 @@ void Publisher::close() {
 void Publisher::on_disconnected(natsConnection*, void* closure) {
   static_cast<Publisher*>(closure)->set_connected(false);
 }
-void Publisher::on_connected(natsConnection*, void* closure) {
-  static_cast<Publisher*>(closure)->set_connected(true);
+void Publisher::on_connected(natsConnection* nc, void* closure) {
+  static_cast<Publisher*>(closure)->set_connected(true, nc);
 }
 void Publisher::on_closed(natsConnection*, void* closure) {
   static_cast<Publisher*>(closure)->set_connected(false);
 }
 
-void Publisher::set_connected(bool up) {
+void Publisher::set_connected(bool up, natsConnection* nc) {
+  bool changed;
   {
     std::lock_guard lock(mu_);
-    if (connected_ == up) return;
-    connected_ = up;
-    stream_ready_ = false;  // checked again after every (re)connect
-    if (!up && !in_flight_.empty()) need_resync_ = true;
-    next_ensure_ = {};
+    changed = connected_ != up;
+    if (up) {
+      connected_ = true;
+      reconnects_seen_ = reconnects(nc);  // nc_ may not be set yet (first connect)
+      if (changed) {
+        stream_ready_ = false;  // checked again after every (re)connect
+        next_ensure_ = {};
+      }
+    } else {
+      lost_connection_locked();  // also when a failed publish saw the loss first
+    }
   }
   cv_.notify_all();
-  log_(up ? KG_LOG_INFO : KG_LOG_WARN,
-       up ? "streaming: connected to NATS"
-          : "streaming: disconnected from NATS; using the fallback queue");
+  if (changed)
+    log_(up ? KG_LOG_INFO : KG_LOG_WARN,
+         up ? "streaming: connected to NATS"
+            : "streaming: disconnected from NATS; using the fallback queue");
+}
+
+void Publisher::lost_connection_locked() {
+  connected_ = false;
+  stream_ready_ = false;
+  // What was handed to the old connection may be lost: resend it before anything newer.
+  if (!in_flight_.empty()) need_resync_ = true;
+  next_ensure_ = {};
+}
+
+uint64_t Publisher::reconnects(natsConnection* nc) {
+  uint64_t n = 0;
+  natsStatistics* st = nullptr;
+  if (nc && natsStatistics_Create(&st) == NATS_OK) {
+    if (natsConnection_GetStats(nc, st) == NATS_OK)
+      natsStatistics_GetCounts(st, nullptr, nullptr, nullptr, nullptr, &n);
+    natsStatistics_Destroy(st);
+  }
+  return n;
 }
 
 bool Publisher::ready() {
@@ -487,6 +519,12 @@ void Publisher::resync(std::unique_lock<std::mutex>& lock, std::size_t failures,
 }
 
 void Publisher::send_batch(std::unique_lock<std::mutex>& lock, std::size_t max) {
+  // cnats reconnected before its disconnect callback reached us: what was in flight on the old
+  // connection goes first (the reconnect callback, queued behind, lets sending resume).
+  if (reconnects(nc_) != reconnects_seen_) {
+    lost_connection_locked();
+    return;
+  }
   std::vector<EventPtr> batch;
   // A record still being written waits: it is sent once on disk, in its place.
   while (!waiting_.empty() && batch.size() < max &&
@@ -558,10 +596,7 @@ void Publisher::send_batch(std::unique_lock<std::mutex>& lock, std::size_t max) 
   if (failed != NATS_MAX_PAYLOAD) {
     log_(KG_LOG_WARN, "streaming: publish not handed to NATS: " + nats_error(failed));
     std::lock_guard l(mu_);
-    if (connected_ && natsConnection_Status(nc_) != NATS_CONN_STATUS_CONNECTED) {
-      connected_ = false;
-      stream_ready_ = false;
-    }
+    if (natsConnection_Status(nc_) != NATS_CONN_STATUS_CONNECTED) lost_connection_locked();
   }
   lock.lock();
   cv_.wait_for(lock, std::chrono::milliseconds(20));  // no busy loop on a failing connection

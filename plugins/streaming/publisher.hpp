@@ -13,9 +13,10 @@
 // Ordering: events leave the FIFO in admission order. After any failure (negative ack, ack
 // timeout, disconnect) every un-acked event goes back to the head of the FIFO, in order, and is
 // sent again with the same Nats-Msg-Id, so JetStream stores each exactly once and in order. To
-// keep that true, cnats' own reconnect buffer is made tiny: a publish during a reconnect fails
-// at once (and the event stays in our FIFO) instead of being replayed by the library ahead of
-// an earlier event that was lost with the old connection.
+// keep that true, cnats' own reconnect buffer is turned off (size 0): a publish during a
+// reconnect fails at once (and the event stays in our FIFO) instead of being replayed by the
+// library ahead of an earlier event that was lost with the old connection; and a connection
+// loss seen first by a failed publish resyncs as the disconnect callback does.
 //
 // Durability: the fast path (NATS healthy, nothing recovering) never touches the disk. Once
 // NATS is not healthy, every event not yet acked (in flight, then waiting, in order) and every
@@ -128,7 +129,10 @@ class Publisher {
   static void on_disconnected(natsConnection* nc, void* closure);
   static void on_connected(natsConnection* nc, void* closure);
   static void on_closed(natsConnection* nc, void* closure);
-  void set_connected(bool up);
+  void set_connected(bool up, natsConnection* nc = nullptr);
+  // The connection is gone (callback or a failed publish): stop sending, resync what was sent.
+  void lost_connection_locked();
+  static uint64_t reconnects(natsConnection* nc);  // cnats' count of reconnects
 
   bool ensure_stream();
   // Moves every un-acked in-flight event back to the head of the FIFO (publisher thread).
@@ -174,6 +178,7 @@ class Publisher {
   std::size_t recovered_front_ = 0;          // of those, back in front of the FIFO
   Breaker breaker_;
   bool connected_ = false;
+  uint64_t reconnects_seen_ = 0;  // reconnects() when connected_ last became true
   bool stream_ready_ = false;
   bool need_resync_ = false;
   std::size_t pending_failures_ = 0;  // counted by the ack handler, applied by resync
