@@ -45,6 +45,7 @@ void Publisher::connect() {
   natsStatus s = natsOptions_Create(&opts_);
   if (s == NATS_OK) s = natsOptions_SetServers(opts_, urls.data(), static_cast<int>(urls.size()));
   if (s == NATS_OK) s = natsOptions_SetName(opts_, "kghost-streaming");
+  if (s == NATS_OK) s = natsOptions_SetSendAsap(opts_, true);
   if (s == NATS_OK) s = natsOptions_SetMaxReconnect(opts_, -1);  // forever
   if (s == NATS_OK) s = natsOptions_SetReconnectWait(opts_, settings_.reconnect_wait.count());
   if (s == NATS_OK) s = natsOptions_SetReconnectJitter(opts_, 100, 1000);

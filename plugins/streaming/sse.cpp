@@ -109,6 +109,46 @@ void SseHub::on_msg(natsConnection*, natsSubscription*, natsMsg* msg, void* clos
   natsMsg_Destroy(msg);
 }
 
+void SseHub::on_group_msg(natsConnection*, natsSubscription*, natsMsg* msg, void* closure) {
+  auto* g = static_cast<Group*>(closure);
+  jsMsgMetaData* meta = nullptr;
+  uint64_t seq = 0;
+  if (natsMsg_GetMetaData(&meta, msg) == NATS_OK) {
+    seq = meta->Sequence.Stream;
+    jsMsgMetaData_Destroy(meta);
+  }
+  std::string bytes = frame(
+      seq,
+      std::string_view(natsMsg_GetData(msg), static_cast<std::size_t>(natsMsg_GetDataLength(msg))));
+  natsMsg_Destroy(msg);
+  std::vector<std::pair<Client*, bool>> failed;  // finished after g->mu is released
+  std::size_t written = 0;
+  {
+    std::lock_guard lock(g->mu);
+    for (auto& c : g->members) {
+      if (c->closed.load()) continue;
+      kg_status st = g->hub->write(*c, bytes);
+      if (st == KG_OK)
+        ++written;
+      else
+        failed.emplace_back(c.get(), st == KG_ERR_FULL);
+    }
+  }
+  if (written) g->hub->metrics_.delivered.add(static_cast<double>(written));
+  for (auto& [c, slow] : failed) g->hub->finish(c, slow);
+}
+
+void SseHub::on_group_complete(void* closure) {
+  auto* g = static_cast<Group*>(closure);
+  SseHub* hub = g->hub;
+  GroupPtr keep;
+  std::lock_guard lock(hub->mu_);
+  auto it = hub->ending_.find(g);
+  if (it == hub->ending_.end()) return;
+  keep = std::move(it->second);
+  hub->ending_.erase(it);
+}
+
 void SseHub::on_complete(void* closure) {
   // The subscription delivers nothing more: the client can go.
   auto* c = static_cast<Client*>(closure);
@@ -123,32 +163,41 @@ void SseHub::on_complete(void* closure) {
   }
 }
 
-void SseHub::subscribe(const ClientPtr& c) {
-  if (c->closed.load()) return;
-  jsCtx* js = publisher_.js();
-  if (!js || !publisher_.ready()) {
-    write(*c, "retry: 5000\n: NATS is unavailable\n\n");
-    finish(c.get(), false);
-    return;
-  }
+natsSubscription* SseHub::consumer(const std::string& subject, std::optional<uint64_t> start_seq,
+                                   natsMsgHandler cb, void* closure) {
   jsSubOptions so;
   jsSubOptions_Init(&so);
   std::string stream = settings_.stream;
   so.Stream = stream.c_str();
   so.Ordered = true;
-  if (c->start_seq) {
+  if (start_seq) {
     so.Config.DeliverPolicy = js_DeliverByStartSequence;
-    so.Config.OptStartSeq = *c->start_seq;
+    so.Config.OptStartSeq = *start_seq;
   } else {
     so.Config.DeliverPolicy = js_DeliverNew;
   }
   natsSubscription* sub = nullptr;
   jsErrCode jerr = static_cast<jsErrCode>(0);
   natsStatus s =
-      js_Subscribe(&sub, js, c->subject.c_str(), &SseHub::on_msg, c.get(), nullptr, &so, &jerr);
+      js_Subscribe(&sub, publisher_.js(), subject.c_str(), cb, closure, nullptr, &so, &jerr);
   if (s != NATS_OK) {
     log_(KG_LOG_WARN, std::string("streaming: cannot create the consumer for an SSE client: ") +
                           natsStatus_GetText(s));
+    return nullptr;
+  }
+  return sub;
+}
+
+void SseHub::subscribe(const ClientPtr& c) {
+  if (c->closed.load()) return;
+  if (!publisher_.js() || !publisher_.ready()) {
+    write(*c, "retry: 5000\n: NATS is unavailable\n\n");
+    finish(c.get(), false);
+    return;
+  }
+  if (!c->start_seq) return join_group(c);
+  natsSubscription* sub = consumer(c->subject, c->start_seq, &SseHub::on_msg, c.get());
+  if (!sub) {
     write(*c, "retry: 5000\n: cannot subscribe\n\n");
     finish(c.get(), false);
     return;
@@ -162,6 +211,56 @@ void SseHub::subscribe(const ClientPtr& c) {
   if (write(*c, ": subscribed\n\n") != KG_OK) finish(c.get(), false);
 }
 
+void SseHub::join_group(const ClientPtr& c) {
+  GroupPtr g;
+  {
+    std::lock_guard lock(mu_);
+    if (auto it = groups_.find(c->subject); it != groups_.end()) g = it->second;
+  }
+  if (!g) {
+    g = std::make_shared<Group>();
+    g->subject = c->subject;
+    g->hub = this;
+    g->sub = consumer(g->subject, std::nullopt, &SseHub::on_group_msg, g.get());
+    if (!g->sub) {
+      write(*c, "retry: 5000\n: cannot subscribe\n\n");
+      finish(c.get(), false);
+      return;
+    }
+    natsSubscription_SetOnCompleteCB(g->sub, &SseHub::on_group_complete, g.get());
+    std::lock_guard lock(mu_);
+    groups_.emplace(g->subject, g);
+  }
+  c->group = g;
+  kg_status st;
+  {
+    // Under the group's lock: every event after this comment reaches the client.
+    std::lock_guard lock(g->mu);
+    st = write(*c, ": subscribed\n\n");
+    g->members.push_back(c);
+  }
+  if (st != KG_OK) finish(c.get(), false);
+}
+
+void SseHub::leave_group(const ClientPtr& c) {
+  GroupPtr g = std::exchange(c->group, nullptr);
+  if (!g) return;
+  bool empty;
+  {
+    std::lock_guard lock(g->mu);
+    std::erase(g->members, c);
+    empty = g->members.empty();
+  }
+  if (!empty) return;
+  {
+    std::lock_guard lock(mu_);
+    groups_.erase(g->subject);
+    ending_.emplace(g.get(), g);
+  }
+  natsSubscription_Unsubscribe(g->sub);  // on_group_complete then drops the group
+  natsSubscription_Destroy(g->sub);
+}
+
 void SseHub::teardown(const ClientPtr& c) {
   if (c->torn_down.exchange(true)) return;
   natsSubscription* sub = nullptr;
@@ -172,6 +271,7 @@ void SseHub::teardown(const ClientPtr& c) {
   }
   --open_;
   metrics_.clients.set(static_cast<double>(open_.load()));
+  leave_group(c);
   if (sub) {
     natsSubscription_Unsubscribe(sub);  // on_complete then drops the client
     natsSubscription_Destroy(sub);

@@ -1,6 +1,7 @@
-// streaming: Server-Sent Events for tenant channels. Each client gets a JetStream ordered
-// consumer (ephemeral, no acks, flow control) on its own subject, starting after Last-Event-ID
-// or at new messages.
+// streaming: Server-Sent Events for tenant channels. A client with Last-Event-ID gets its own
+// JetStream ordered consumer (ephemeral, no acks, flow control) starting after that sequence.
+// Live clients (no Last-Event-ID: new messages only) of one subject share one ordered consumer:
+// each event is delivered by NATS and framed once, then written to every one of them.
 //
 // Threads:
 //   [request] open(): starts the chunked response, queues the subscription for the hub thread.
@@ -23,6 +24,7 @@
 #include <optional>
 #include <string>
 #include <unordered_map>
+#include <vector>
 
 #include "publisher.hpp"
 #include "settings.hpp"
@@ -49,10 +51,12 @@ class SseHub {
   static std::string frame(uint64_t seq, std::string_view data);
 
  private:
+  struct Group;
   struct Client {
     std::mutex mu;  // serialises writes (events, heartbeats) and close
     sdk::Stream stream;
-    natsSubscription* sub = nullptr;
+    natsSubscription* sub = nullptr;  // its own consumer (Last-Event-ID), or
+    std::shared_ptr<Group> group;     // the shared live one (set and read on the hub thread)
     std::string subject;
     std::optional<uint64_t> start_seq;
     std::atomic<bool> closed{false};
@@ -61,10 +65,27 @@ class SseHub {
     SseHub* hub = nullptr;
   };
   using ClientPtr = std::shared_ptr<Client>;
+  // The live clients of one subject and their shared consumer. Members change on the hub thread
+  // only; the delivery thread reads them under `mu`.
+  struct Group {
+    std::mutex mu;
+    std::vector<ClientPtr> members;
+    natsSubscription* sub = nullptr;
+    std::string subject;
+    SseHub* hub = nullptr;
+  };
+  using GroupPtr = std::shared_ptr<Group>;
 
   static void on_msg(natsConnection* nc, natsSubscription* sub, natsMsg* msg, void* closure);
   static void on_complete(void* closure);
+  static void on_group_msg(natsConnection* nc, natsSubscription* sub, natsMsg* msg, void* closure);
+  static void on_group_complete(void* closure);
+  // A consumer on `subject` (from start_seq, or new messages only) delivering to `cb`.
+  natsSubscription* consumer(const std::string& subject, std::optional<uint64_t> start_seq,
+                             natsMsgHandler cb, void* closure);
   void subscribe(const ClientPtr& c);
+  void join_group(const ClientPtr& c);
+  void leave_group(const ClientPtr& c);
   void finish(Client* c, bool slow);  // [any] marks closed, queues teardown
   void teardown(const ClientPtr& c);  // hub thread
   kg_status write(Client& c, std::string_view bytes);
@@ -75,7 +96,9 @@ class SseHub {
   Log log_;
   std::mutex mu_;
   std::condition_variable cv_;
-  std::unordered_map<Client*, ClientPtr> clients_;  // alive until the subscription completes
+  std::unordered_map<Client*, ClientPtr> clients_;    // alive until the subscription completes
+  std::unordered_map<std::string, GroupPtr> groups_;  // live groups by subject (hub thread)
+  std::unordered_map<Group*, GroupPtr> ending_;       // unsubscribed, until their completion
   std::deque<ClientPtr> to_subscribe_, to_teardown_;
   std::atomic<std::size_t> open_{0};
 };

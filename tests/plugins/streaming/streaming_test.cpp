@@ -215,6 +215,49 @@ TEST_F(Streaming, AnotherTenantOnTheSameChannelSeesNothing) {
   EXPECT_EQ(mine.events()[0].data, R"({"secret":true})");
 }
 
+// Live clients of one channel share one consumer: each gets every event, in order, with the
+// stream sequence as id; one leaving does not disturb the others, and a client joining later
+// (the consumer already running) gets what is published after its ": subscribed".
+TEST_F(Streaming, LiveClientsOfAChannelEachGetEveryEvent) {
+  auto a = std::make_unique<Sse>(host_->port(), "/api/v1/streams/live/events", as("t1"));
+  Sse b(host_->port(), "/api/v1/streams/live/events", as("t1"));
+  ASSERT_TRUE(a->wait_for(": subscribed"));
+  ASSERT_TRUE(b.wait_for(": subscribed"));
+  std::vector<uint64_t> seqs;
+  auto post = [&](int n) {
+    auto r =
+        host_->post("/api/v1/streams/live/events", "{\"n\":" + std::to_string(n) + "}", as("t1"));
+    ASSERT_EQ(r.status, 202) << r.body;
+    seqs.push_back(body(r)["sequence"]);
+  };
+  for (int n = 0; n < 3; ++n) post(n);
+  auto got_all = [](Sse& s, std::size_t n) {
+    return wait_until([&] {
+      s.pump();
+      return s.events().size() >= n;
+    });
+  };
+  ASSERT_TRUE(got_all(*a, 3));
+  ASSERT_TRUE(got_all(b, 3));
+  a.reset();  // leaves
+  ASSERT_TRUE(wait_until([&] { return streaming_health(*host_).value("sse_clients", -1) == 1; }));
+  Sse c(host_->port(), "/api/v1/streams/live/events", as("t1"));
+  ASSERT_TRUE(c.wait_for(": subscribed"));
+  for (int n = 3; n < 5; ++n) post(n);
+  ASSERT_TRUE(got_all(b, 5));
+  ASSERT_TRUE(got_all(c, 2));
+  auto eb = b.events();
+  ASSERT_EQ(eb.size(), 5u);
+  for (int n = 0; n < 5; ++n) {
+    EXPECT_EQ(eb[n].id, seqs[n]);
+    EXPECT_EQ(eb[n].data, "{\"n\":" + std::to_string(n) + "}");
+  }
+  auto ec = c.events();
+  ASSERT_EQ(ec.size(), 2u);
+  EXPECT_EQ(ec[0].id, seqs[3]);
+  EXPECT_EQ(ec[1].id, seqs[4]);
+}
+
 TEST_F(Streaming, LastEventIdReplaysOnlyLaterEvents) {
   std::vector<uint64_t> seqs;
   for (int i = 0; i < 5; ++i) {
