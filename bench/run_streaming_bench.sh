@@ -30,6 +30,7 @@ stop_all() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 
 trap 'stop_all; rm -rf "$WORK"' EXIT
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 wait_http() { for _ in $(seq 1 200); do curl -fs "$1" >/dev/null 2>&1 && return 0; sleep 0.05; done; return 1; }
+cpu_ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
 published() { curl -s "http://127.0.0.1:$KG_PORT/test/metrics" | awk '$1=="kgents_nats_published_total"{print $2}'; }
 
 cat >"$WORK/post.lua" <<'LUA'
@@ -45,6 +46,7 @@ start_pair() {
   mkdir -p "$run"
   NATS_PORT=$(free_port)
   nats-server -a 127.0.0.1 -p "$NATS_PORT" -js -sd "$run/js" >"$run/nats.log" 2>&1 &
+  NATS_PID=$!
   pids+=($!)
   KG_PORT=$(free_port)
   cat >"$run/kghost.toml" <<TOML
@@ -63,23 +65,29 @@ servers = "nats://127.0.0.1:$NATS_PORT"
 fallback_capacity = 100000
 TOML
   "$build/bin/kghost" --config "$run/kghost.toml" --listen "127.0.0.1:$KG_PORT" 2>"$run/kghost.log" &
+  KG_PID=$!
   pids+=($!)
   wait_http "http://127.0.0.1:$KG_PORT/health/live"
   for _ in $(seq 1 100); do curl -s "http://127.0.0.1:$KG_PORT/health" | grep -q '"mode":"jetstream"' && break; sleep 0.05; done
 }
 
-declare -A RATE_OF LAT_OF
+declare -A RATE_OF LAT_OF CPU_OF
 for round in $(seq 1 "$ROUNDS"); do
   for i in "${!BUILDS[@]}"; do
     build=${BUILDS[$i]}
     echo "== round $round, build $i ($build), load average: $(cut -d' ' -f1-3 /proc/loadavg)"
     start_pair "$build"
+    k0=$(cpu_ticks "$KG_PID"); n0=$(cpu_ticks "$NATS_PID")
     before=$(published); t0=$(date +%s.%N)
     out=$(wrk -t"$THREADS" -c"$CONNS" -d"$DUR" --latency -s "$WORK/post.lua" "http://127.0.0.1:$KG_PORT/api/v1/streams/bench/events")
     after=$(published); t1=$(date +%s.%N)
+    k1=$(cpu_ticks "$KG_PID"); n1=$(cpu_ticks "$NATS_PID")
     echo "$out" | grep -E "Requests/sec|  50%|  99%|Non-2xx" | sed 's/^/   /'
     acked=$(python3 -c "print(f'{($after-$before)/($t1-$t0):.0f}')")
-    echo "   publish: wrk -t$THREADS -c$CONNS: $acked msg/s acked by JetStream"
+    # CPU time per acked message (user + system, both processes): what load does not change.
+    cpu=$(python3 -c "t=$(getconf CLK_TCK); n=max(1,$after-$before); print(f'kghost {($k1-$k0)/t/n*1e6:.1f} us, nats-server {($n1-$n0)/t/n*1e6:.1f} us')")
+    echo "   publish: wrk -t$THREADS -c$CONNS: $acked msg/s acked by JetStream; CPU per message: $cpu"
+    CPU_OF[$i]+="$(python3 -c "t=$(getconf CLK_TCK); n=max(1,$after-$before); print(f'{($k1-$k0)/t/n*1e6:.1f}/{($n1-$n0)/t/n*1e6:.1f}')") "
     RATE_OF[$i]+="$acked "
     lat=$("$SSE_LATENCY" "$KG_PORT" "$FANOUT" "$RATE" "$LAT_S")
     echo "   $lat"
@@ -96,9 +104,9 @@ for round in $(seq 1 "$ROUNDS"); do
   done
 done
 
-echo "== summary (publish msg/s acked per round | median; SSE latency p50/p99 ms per round | median p99)"
+echo "== summary (publish msg/s acked per round | median; CPU us/msg kghost/nats per round; SSE latency p50/p99 ms per round | median p99)"
 for i in "${!BUILDS[@]}"; do
   med=$(python3 -c "import statistics,sys; print(f'{statistics.median(map(float, sys.argv[1:])):.0f}')" ${RATE_OF[$i]})
   p99=$(python3 -c "import statistics,sys; print(statistics.median(float(a.split('/')[1]) for a in sys.argv[1:]))" ${LAT_OF[$i]})
-  echo "build $i ${BUILDS[$i]}: ${RATE_OF[$i]}| $med msg/s; ${LAT_OF[$i]}| p99 $p99 ms"
+  echo "build $i ${BUILDS[$i]}: ${RATE_OF[$i]}| $med msg/s; cpu ${CPU_OF[$i]}; ${LAT_OF[$i]}| p99 $p99 ms"
 done
