@@ -35,6 +35,17 @@ std::string SseHub::frame(uint64_t seq, std::string_view data) {
   return out;
 }
 
+std::string SseHub::frame(natsMsg* msg) {
+  jsMsgMetaData* meta = nullptr;
+  uint64_t seq = 0;
+  if (natsMsg_GetMetaData(&meta, msg) == NATS_OK) {
+    seq = meta->Sequence.Stream;
+    jsMsgMetaData_Destroy(meta);
+  }
+  return frame(seq, std::string_view(natsMsg_GetData(msg),
+                                     static_cast<std::size_t>(natsMsg_GetDataLength(msg))));
+}
+
 std::size_t SseHub::clients() { return open_.load(); }
 
 bool SseHub::open(sdk::Request& req, std::string subject, std::optional<uint64_t> start_seq) {
@@ -91,15 +102,7 @@ void SseHub::finish(Client* c, bool slow) {
 void SseHub::on_msg(natsConnection*, natsSubscription*, natsMsg* msg, void* closure) {
   auto* c = static_cast<Client*>(closure);
   if (!c->closed.load()) {
-    jsMsgMetaData* meta = nullptr;
-    uint64_t seq = 0;
-    if (natsMsg_GetMetaData(&meta, msg) == NATS_OK) {
-      seq = meta->Sequence.Stream;
-      jsMsgMetaData_Destroy(meta);
-    }
-    std::string_view data(natsMsg_GetData(msg),
-                          static_cast<std::size_t>(natsMsg_GetDataLength(msg)));
-    kg_status st = c->hub->write(*c, frame(seq, data));
+    kg_status st = c->hub->write(*c, frame(msg));
     if (st == KG_OK) {
       c->hub->metrics_.delivered.add(1);
     } else {
@@ -111,17 +114,9 @@ void SseHub::on_msg(natsConnection*, natsSubscription*, natsMsg* msg, void* clos
 
 void SseHub::on_group_msg(natsConnection*, natsSubscription*, natsMsg* msg, void* closure) {
   auto* g = static_cast<Group*>(closure);
-  jsMsgMetaData* meta = nullptr;
-  uint64_t seq = 0;
-  if (natsMsg_GetMetaData(&meta, msg) == NATS_OK) {
-    seq = meta->Sequence.Stream;
-    jsMsgMetaData_Destroy(meta);
-  }
-  std::string bytes = frame(
-      seq,
-      std::string_view(natsMsg_GetData(msg), static_cast<std::size_t>(natsMsg_GetDataLength(msg))));
+  std::string bytes = frame(msg);
   natsMsg_Destroy(msg);
-  std::vector<std::pair<Client*, bool>> failed;  // finished after g->mu is released
+  std::vector<std::pair<ClientPtr, bool>> failed;  // finished after g->mu is released
   std::size_t written = 0;
   {
     std::lock_guard lock(g->mu);
@@ -131,11 +126,11 @@ void SseHub::on_group_msg(natsConnection*, natsSubscription*, natsMsg* msg, void
       if (st == KG_OK)
         ++written;
       else
-        failed.emplace_back(c.get(), st == KG_ERR_FULL);
+        failed.emplace_back(c, st == KG_ERR_FULL);
     }
   }
   if (written) g->hub->metrics_.delivered.add(static_cast<double>(written));
-  for (auto& [c, slow] : failed) g->hub->finish(c, slow);
+  for (auto& [c, slow] : failed) g->hub->finish(c.get(), slow);
 }
 
 void SseHub::on_group_complete(void* closure) {

@@ -49,6 +49,7 @@ class SseHub {
 
   // One SSE event frame; multi-line data becomes several data: lines.
   static std::string frame(uint64_t seq, std::string_view data);
+  static std::string frame(natsMsg* msg);  // with the JetStream stream sequence as id
 
  private:
   struct Group;
