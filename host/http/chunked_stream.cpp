@@ -135,8 +135,8 @@ class ChunkedStream final : public StreamState, public std::enable_shared_from_t
 
 std::shared_ptr<StreamState> start_chunked_stream(std::shared_ptr<Connection> conn,
                                                   std::size_t bound,
-                                                  std::function<void()> on_closed,
-                                                  std::string head, bool head_only) {
+                                                  std::function<void()> on_closed, std::string head,
+                                                  bool head_only) {
   auto s = std::make_shared<ChunkedStream>(std::move(conn), bound, std::move(on_closed));
   s->start(std::move(head), head_only);
   return s;

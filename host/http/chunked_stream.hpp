@@ -19,7 +19,7 @@ class Connection;
 // had gone.
 std::shared_ptr<StreamState> start_chunked_stream(std::shared_ptr<Connection> conn,
                                                   std::size_t bound,
-                                                  std::function<void()> on_closed,
-                                                  std::string head, bool head_only);
+                                                  std::function<void()> on_closed, std::string head,
+                                                  bool head_only);
 
 }  // namespace kghost

@@ -33,7 +33,6 @@ bool Connection::on_deadline() {
   return true;
 }
 
-
 // Waiting for the first byte of a request: a drain closes it at once. Bytes that reached the
 // kernel but that this thread has not read yet are a request that has begun (in flight from
 // its first byte), so they keep the connection open.
@@ -230,9 +229,9 @@ void Connection::on_read_error(beast::error_code ec) {
 }
 
 void Connection::reject_too_large() {
-  reject(413, "payload_too_large",
-         "the body is larger than the limit of " + std::to_string(srv_.cfg.max_body_bytes) +
-             " bytes");
+  reject(
+      413, "payload_too_large",
+      "the body is larger than the limit of " + std::to_string(srv_.cfg.max_body_bytes) + " bytes");
 }
 
 // Answers a request the HTTP layer refuses, before reading all of it, and closes the

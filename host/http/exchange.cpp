@@ -134,9 +134,8 @@ std::optional<Responder> Exchange::defer() {
 
 void Exchange::complete(std::shared_ptr<Exchange> ex, HttpResponse&& response) {
   auto* transport = ex->transport_.get();
-  transport->post([ex = std::move(ex), r = std::move(response)]() mutable {
-    ex->resume(std::move(r));
-  });
+  transport->post(
+      [ex = std::move(ex), r = std::move(response)]() mutable { ex->resume(std::move(r)); });
 }
 
 void Exchange::resume(HttpResponse&& r) {
@@ -196,7 +195,7 @@ std::shared_ptr<StreamState> Exchange::begin_stream(HttpResponse&& head,
   Pipeline& pipeline = *pipeline_;
   auto inner = transport_->begin_stream(
       std::move(head), [&pipeline, meter, on_closed = std::move(on_closed)] {
-        meter->end(meter->plugin_closing ? StreamEnd::closed_by_plugin
+        meter->end(meter->plugin_closing      ? StreamEnd::closed_by_plugin
                    : pipeline.shutting_down() ? StreamEnd::host_shutdown
                                               : StreamEnd::client_gone);
         if (on_closed) on_closed();

@@ -37,8 +37,8 @@ class StreamState {
  public:
   virtual ~StreamState() = default;
   virtual StreamWrite write(std::string_view data) = 0;  // full: over the buffer bound
-  virtual void close() = 0;                          // ends the response; idempotent
-  virtual void abort() = 0;                          // host shutdown: drop the client
+  virtual void close() = 0;                              // ends the response; idempotent
+  virtual void abort() = 0;                              // host shutdown: drop the client
 };
 
 // The connection side of an exchange.
@@ -159,8 +159,8 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
 
   Phase phase_ = Phase::filters;
   std::size_t next_filter_ = 0;
-  bool deferred_ = false;   // a Responder is out for the current step
-  bool streaming_ = false;  // responded with a stream
+  bool deferred_ = false;               // a Responder is out for the current step
+  bool streaming_ = false;              // responded with a stream
   std::optional<HttpResponse> staged_;  // set by respond() during a callback
   std::optional<OwnedPrincipal> principal_;
   HeaderList extra_headers_;  // added by filters, sent with whatever response goes out

@@ -38,7 +38,12 @@ class Filter {
 };
 
 // Why a stream ended (the values are the ABI's kg_stream_end_reason).
-enum class StreamEnd : uint8_t { none = 0, client_gone = 1, closed_by_plugin = 2, host_shutdown = 3 };
+enum class StreamEnd : uint8_t {
+  none = 0,
+  client_gone = 1,
+  closed_by_plugin = 2,
+  host_shutdown = 3
+};
 
 // What an observer is told of a finished response, a stream's start or its end. Views borrow
 // from the exchange and its route for the call.

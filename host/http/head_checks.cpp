@@ -29,7 +29,6 @@ bool has_obs_fold(const char* p, std::size_t n) {
   return false;
 }
 
-
 Refusal check_host(const http::fields& req, unsigned version) {
   auto hosts = req.equal_range(http::field::host);
   std::size_t count = 0;

@@ -43,9 +43,11 @@ class Pipeline {
   // theirs until they complete. The set-up starts over empty.
   void publish() { publish(draft_.build()); }
   // [any] Swaps a whole table in, atomically.
-  void publish(std::shared_ptr<const RouteTable> table) { live_.store(std::move(table)); }
-  // [any] The table being served.
-  std::shared_ptr<const RouteTable> table() const { return live_.load(); }
+  void publish(std::shared_ptr<const RouteTable> table);
+  // [request] The table being served. Per I/O thread it is a reference with its own count,
+  // refreshed when a table is published: taking it per request writes no cache line that
+  // other threads write.
+  std::shared_ptr<const RouteTable> table() const;
 
   // [any] Streams ended from now on end because the host shuts down.
   void begin_shutdown() { shutting_down_ = true; }
@@ -61,6 +63,7 @@ class Pipeline {
   Logger& log_;
   RouteTable::Builder draft_;
   std::atomic<std::shared_ptr<const RouteTable>> live_;
+  std::atomic<uint64_t> generation_{0};  // of live_, unique across pipelines; 0: none yet
   std::atomic<bool> shutting_down_{false};
   std::mutex streams_mutex_;  // guards the two below
   std::vector<std::weak_ptr<StreamMeter>> streams_;

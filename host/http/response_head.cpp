@@ -22,7 +22,6 @@ bool writer_owned(std::string_view name) {
   }
 }
 
-
 }  // namespace
 
 // ASCII case-insensitive equality (Beast 1.74's iequals takes boost::string_view).
@@ -39,7 +38,8 @@ void write_head(std::string& out, uint16_t status, std::string_view content_type
                   static_cast<char>('0' + status / 10 % 10), static_cast<char>('0' + status % 10),
                   ' '};
   out.append(code, 4);
-  auto reason = boost::beast::http::obsolete_reason(static_cast<boost::beast::http::status>(status));
+  auto reason =
+      boost::beast::http::obsolete_reason(static_cast<boost::beast::http::status>(status));
   out.append(reason.data(), reason.size());
   for (auto& [name, value] : headers) {
     if (content_type.empty() && name.size() == 12 && iequals(name, "Content-Type"))

@@ -192,9 +192,8 @@ kg_status api_query_param(kg_request* r, kg_str name, kg_str* out) {
 kg_status api_set_principal(kg_request* r, const kg_principal* principal) {
   if (!principal) return KG_ERR_INVALID;
   kg_principal p = copy_in(principal);
-  ex_of(r)->set_principal(OwnedPrincipal{std::string(sv(p.user_id)),
-                                         std::string(sv(p.tenant_id)), std::string(sv(p.tier)),
-                                         std::string(sv(p.scopes))});
+  ex_of(r)->set_principal(OwnedPrincipal{std::string(sv(p.user_id)), std::string(sv(p.tenant_id)),
+                                         std::string(sv(p.tier)), std::string(sv(p.scopes))});
   return KG_OK;
 }
 kg_status api_get_principal(kg_request* r, kg_principal* out) {
