@@ -56,7 +56,8 @@ std::string register_host_routes(Pipeline& pipeline, const HostRouteSources& sou
     info.is_public = is_public;
     info.owner = "host";
     info.summary = std::move(summary);
-    return pipeline.add_route(std::move(info), HandlerEntry{std::make_shared<HostRoute>(std::move(fn))});
+    return pipeline.add_route(std::move(info),
+                              HandlerEntry{std::make_shared<HostRoute>(std::move(fn))});
   };
   std::string err;
   auto check = [&](std::string e) {

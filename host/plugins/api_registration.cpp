@@ -42,7 +42,8 @@ kg_status api_register_route(kg_plugin_ctx* c, const kg_route* route) {
   info.request_schema = sv(r.request_schema);
   info.response_schema = sv(r.response_schema);
   info.timeout_ms = r.timeout_ms;
-  c->pending.routes.emplace_back(std::move(info), HandlerEntry{plugin_handler(r.handler, r.user_data)});
+  c->pending.routes.emplace_back(std::move(info),
+                                 HandlerEntry{plugin_handler(r.handler, r.user_data)});
   return KG_OK;
 }
 kg_status api_register_filter(kg_plugin_ctx* c, const kg_filter* filter) {
@@ -53,8 +54,8 @@ kg_status api_register_filter(kg_plugin_ctx* c, const kg_filter* filter) {
   if (f.scope == KG_FILTER_PATH_PREFIX && (prefix.empty() || prefix[0] != '/'))
     return KG_ERR_INVALID;
   c->pending.filters.push_back(FilterEntry{std::string(sv(f.name)), c->name, f.order,
-                                           plugin_filter(f.fn, f.user_data),
-                                           filter_scope(f.scope), std::move(prefix)});
+                                           plugin_filter(f.fn, f.user_data), filter_scope(f.scope),
+                                           std::move(prefix)});
   return KG_OK;
 }
 kg_status api_register_observer(kg_plugin_ctx* c, kg_observer_fn fn, void* ud) {
