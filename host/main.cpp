@@ -158,6 +158,7 @@ int run(kghost::HostConfig& cfg, const Options& opts, const sigset_t& signals) {
     return 0;
   }
   plugins->start();
+  pipeline.publish();  // serve the routes, filters and observers set up above
 
   HttpServer server(cfg.server, pipeline, log);
   server.start();

@@ -1,5 +1,7 @@
 #include "admin/host_routes.hpp"
 
+#include <optional>
+
 #include "admin/openapi.hpp"
 
 namespace kghost {
@@ -15,19 +17,32 @@ HttpResponse json_response(uint16_t status, const nlohmann::json& body) {
 // Answers `ex` later with what `make` returns, computed on the worker pool: plugin health
 // reporters are plugin code and may be slow, and an I/O thread must never wait for them.
 void answer_on_pool(WorkerPool& pool, Exchange& ex, std::function<HttpResponse()> make) {
-  ex.deferred = true;
-  auto* responder = new kg_responder{ex.shared_from_this(), ex.pipeline};
-  pool.post([responder, make = std::move(make)] {
+  std::optional<Responder> deferred = ex.defer();
+  if (!deferred) return;
+  pool.post([responder = std::move(*deferred), make = std::move(make)]() mutable {
     HttpResponse r;
     try {
       r = make();
     } catch (const std::exception& e) {
       r = error_response(500, "internal_error", std::string("cannot answer: ") + e.what(),
-                         responder->exchange->request_id);
+                         responder.request_id());
     }
-    responder->pipeline->complete(responder, std::move(r));
+    responder.complete(std::move(r));
   });
 }
+
+// A host route: answers during the call (respond) or later (answer_on_pool).
+class HostRoute final : public Handler {
+ public:
+  explicit HostRoute(std::function<void(Exchange&)> fn) : fn_(std::move(fn)) {}
+  Verdict handle(Exchange& ex) override {
+    fn_(ex);
+    return {Verdict::answered, 0};
+  }
+
+ private:
+  std::function<void(Exchange&)> fn_;
+};
 
 }  // namespace
 
@@ -41,20 +56,21 @@ std::string register_host_routes(Pipeline& pipeline, const HostRouteSources& sou
     info.is_public = is_public;
     info.owner = "host";
     info.summary = std::move(summary);
-    return pipeline.add_route(std::move(info), HandlerEntry{nullptr, nullptr, std::move(fn)});
+    return pipeline.add_route(std::move(info),
+                              HandlerEntry{std::make_shared<HostRoute>(std::move(fn))});
   };
   std::string err;
   auto check = [&](std::string e) {
     if (err.empty()) err = std::move(e);
   };
   check(add("GET", "/health/live", "", true, "Liveness: the process serves", [](Exchange& ex) {
-    ex.staged = json_response(200, {{"status", "live"}});
+    ex.respond(json_response(200, {{"status", "live"}}));
   }));
   check(add(
       "GET", "/health/ready", "", true, "Readiness: started and not draining",
       [&state = sources.state](Exchange& ex) {
         bool ready = state.ready.load();
-        ex.staged = json_response(ready ? 200 : 503, {{"status", ready ? "ready" : "not_ready"}});
+        ex.respond(json_response(ready ? 200 : 503, {{"status", ready ? "ready" : "not_ready"}}));
       }));
   check(add("GET", "/health", "", true, "Health of the host, the store and every plugin",
             [&health = sources.health, &pool = sources.pool](Exchange& ex) {
@@ -65,10 +81,10 @@ std::string register_host_routes(Pipeline& pipeline, const HostRouteSources& sou
             }));
   check(add("GET", "/admin/plugins", "admin", false, "The loaded plugins",
             [&plugins = sources.plugins](Exchange& ex) {
-              ex.staged = json_response(200, {{"plugins", plugins.describe()}});
+              ex.respond(json_response(200, {{"plugins", plugins.describe()}}));
             }));
   check(add("GET", "/openapi.json", "", true, "This document",
-            [&pipeline](Exchange& ex) { ex.staged = json_response(200, openapi(pipeline)); }));
+            [](Exchange& ex) { ex.respond(json_response(200, openapi(ex.routes().router()))); }));
   return err;
 }
 

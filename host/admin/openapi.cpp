@@ -70,10 +70,10 @@ nlohmann::json operation(const RouteInfo& r) {
 
 }  // namespace
 
-nlohmann::json openapi(const Pipeline& pipeline) {
+nlohmann::json openapi(const Router& router) {
   nlohmann::json paths = nlohmann::json::object();
   std::set<std::string> owners;
-  for (const RouteInfo* r : pipeline.router().routes()) {
+  for (const RouteInfo* r : router.routes()) {
     std::string method = r->method;
     for (auto& ch : method) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
     paths[r->path][method] = operation(*r);

@@ -14,6 +14,24 @@ int hex_value(char c) {
 
 }  // namespace
 
+ChunkedDecoder::Result ChunkedDecoder::size_char(char c, std::size_t body_size) {
+  if (++line_ > kMaxLine) return Result::line_too_long;
+  int h = hex_value(c);
+  if (h >= 0) {
+    size_ = size_ * 16 + static_cast<uint64_t>(h);
+    digits_ = true;
+    // max_body is far below 2^60, so this also keeps size_ from overflowing.
+    if (size_ > max_body_ - body_size) return Result::body_too_large;
+  } else if (digits_ && (c == ';' || c == ' ' || c == '\t')) {
+    state_ = State::ext;
+  } else if (digits_ && c == '\r') {
+    state_ = State::size_lf;
+  } else {
+    return Result::bad_framing;
+  }
+  return Result::more;
+}
+
 ChunkedDecoder::Result ChunkedDecoder::feed(const char* p, std::size_t n, std::string& body,
                                             std::size_t& used) {
   std::size_t i = 0;
@@ -32,23 +50,9 @@ ChunkedDecoder::Result ChunkedDecoder::feed(const char* p, std::size_t n, std::s
     }
     char c = p[i++];
     switch (state_) {
-      case State::size: {
-        if (++line_ > kMaxLine) return stop(Result::line_too_long);
-        int h = hex_value(c);
-        if (h >= 0) {
-          size_ = size_ * 16 + static_cast<uint64_t>(h);
-          digits_ = true;
-          // max_body is far below 2^60, so this also keeps size_ from overflowing.
-          if (size_ > max_body_ - body.size()) return stop(Result::body_too_large);
-        } else if (digits_ && (c == ';' || c == ' ' || c == '\t')) {
-          state_ = State::ext;
-        } else if (digits_ && c == '\r') {
-          state_ = State::size_lf;
-        } else {
-          return stop(Result::bad_framing);
-        }
+      case State::size:
+        if (Result r = size_char(c, body.size()); r != Result::more) return stop(r);
         break;
-      }
       case State::ext:
         if (++line_ > kMaxLine) return stop(Result::line_too_long);
         if (++framing_ > max_framing_) return stop(Result::framing_too_large);

@@ -31,6 +31,8 @@ class ChunkedDecoder {
   Result feed(const char* p, std::size_t n, std::string& body, std::size_t& used);
 
  private:
+  // One byte of a chunk-size line; Result::more when it fits.
+  Result size_char(char c, std::size_t body_size);
   enum class State {
     size,
     ext,

@@ -1,5 +1,6 @@
 // The HTTP/1.1 server (Boost.Beast): N I/O threads, keep-alive, limits and timeouts, drain.
-// Beast and Asio stay inside server.cpp; this header is plain C++.
+// Beast and Asio stay inside the server's files (server_state.hpp names them); this header is
+// plain C++.
 #pragma once
 
 #include <chrono>
@@ -34,7 +35,7 @@ class HttpServer {
   uint64_t in_flight() const;
   uint64_t open_connections() const;
 
-  struct Impl;  // public so the connection classes in server.cpp can name it
+  struct Impl;  // public so the connections (connection.cpp) can name it
 
  private:
   std::unique_ptr<Impl> impl_;

@@ -1,8 +1,8 @@
 // Plugin-wide slots: logging, the plugin's config, its error text, the host's mode, data dir.
-#include "http/exchange.hpp"
 #include "plugins/abi_support.hpp"
 #include "plugins/host_api.hpp"
 #include "plugins/instance.hpp"
+#include "plugins/request_api.hpp"
 
 namespace kghost {
 namespace {
@@ -15,8 +15,8 @@ void api_log_fields(kg_plugin_ctx* c, kg_request* req, kg_log_level level, kg_st
   if (!c) return;
   auto lvl = static_cast<LogLevel>(std::clamp<int32_t>(level, 0, 3));
   if (req) {
-    auto* ex = reinterpret_cast<Exchange*>(req);
-    c->services.log.log(lvl, c->name, sv(msg), ex->request_id, ex->trace_id(), sv(fields_json));
+    auto* ex = exchange_of(req);
+    c->services.log.log(lvl, c->name, sv(msg), ex->request_id(), ex->trace_id(), sv(fields_json));
   } else {
     c->services.log.log(lvl, c->name, sv(msg), {}, {}, sv(fields_json));
   }

@@ -6,6 +6,7 @@
 #include "plugins/abi_support.hpp"
 #include "plugins/host_api.hpp"
 #include "plugins/instance.hpp"
+#include "plugins/request_api.hpp"
 
 namespace kghost {
 namespace {
@@ -41,7 +42,8 @@ kg_status api_register_route(kg_plugin_ctx* c, const kg_route* route) {
   info.request_schema = sv(r.request_schema);
   info.response_schema = sv(r.response_schema);
   info.timeout_ms = r.timeout_ms;
-  c->pending.routes.emplace_back(std::move(info), HandlerEntry{r.handler, r.user_data, {}});
+  c->pending.routes.emplace_back(std::move(info),
+                                 HandlerEntry{plugin_handler(r.handler, r.user_data)});
   return KG_OK;
 }
 kg_status api_register_filter(kg_plugin_ctx* c, const kg_filter* filter) {
@@ -51,20 +53,21 @@ kg_status api_register_filter(kg_plugin_ctx* c, const kg_filter* filter) {
   std::string prefix(sv(f.path_prefix));
   if (f.scope == KG_FILTER_PATH_PREFIX && (prefix.empty() || prefix[0] != '/'))
     return KG_ERR_INVALID;
-  c->pending.filters.push_back(FilterEntry{std::string(sv(f.name)), c->name, f.order, f.fn,
-                                           f.user_data, f.scope, std::move(prefix)});
+  c->pending.filters.push_back(FilterEntry{std::string(sv(f.name)), c->name, f.order,
+                                           plugin_filter(f.fn, f.user_data), filter_scope(f.scope),
+                                           std::move(prefix)});
   return KG_OK;
 }
 kg_status api_register_observer(kg_plugin_ctx* c, kg_observer_fn fn, void* ud) {
   if (!c || !c->registering()) return KG_ERR_STATE;
   if (!fn) return KG_ERR_INVALID;
-  c->pending.observers.push_back(ObserverEntry{c->name, fn, ud});
+  c->pending.observers.push_back(ObserverEntry{c->name, plugin_observer(fn, ud)});
   return KG_OK;
 }
 kg_status api_register_stream_observer(kg_plugin_ctx* c, kg_observer_fn fn, void* ud) {
   if (!c || !c->registering()) return KG_ERR_STATE;
   if (!fn) return KG_ERR_INVALID;
-  c->pending.stream_observers.push_back(ObserverEntry{c->name, fn, ud});
+  c->pending.stream_observers.push_back(ObserverEntry{c->name, plugin_observer(fn, ud)});
   return KG_OK;
 }
 kg_status api_register_task(kg_plugin_ctx* c, const kg_task* task) {
