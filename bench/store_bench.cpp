@@ -12,6 +12,7 @@
 #include <thread>
 #include <vector>
 
+#include "provider_host.hpp"
 #include "store/store.hpp"
 #include "telemetry/logging.hpp"
 
@@ -84,7 +85,8 @@ double metric(prometheus::Registry& registry, const std::string& name) {
 int bench_redis(const Options& o) {
   prometheus::Registry registry;
   kghost::Logger log;
-  auto store = kghost::make_redis_store({o.redis_url, o.pool, 2000ms, 500ms}, registry, log);
+  // The Redis provider plugin (plugins/store-redis) behind the host's failover wrapper.
+  auto store = kghost::test::make_redis_store({o.redis_url, o.pool, 2000ms, 500ms}, registry, log);
   if (store->health().status != kghost::HealthStatus::healthy) {
     std::fprintf(stderr, "redis not reachable: %s\n", store->health().detail.c_str());
     return 1;

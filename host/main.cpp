@@ -13,6 +13,7 @@
 #include "config/config.hpp"
 #include "http/server.hpp"
 #include "plugins/generation.hpp"
+#include "plugins/store_selection.hpp"
 #include "telemetry/health_board.hpp"
 #include "version.hpp"
 
@@ -74,15 +75,6 @@ std::string write_ready_file(const std::filesystem::path& path, const std::strin
   return "";
 }
 
-std::unique_ptr<kghost::Store> make_store(const kghost::HostConfig& cfg, kghost::Metrics& metrics,
-                                          kghost::Logger& log) {
-  using namespace kghost;
-  if (cfg.store.backend != "redis") return make_memory_store(metrics.registry());
-  return make_redis_store(RedisOptions{cfg.store.redis_url, cfg.store.redis_pool,
-                                       cfg.store.redis_timeout, std::chrono::milliseconds(1000)},
-                          metrics.registry(), log);
-}
-
 // The store's part of /health: status, backend and (when there is one) the detail.
 kghost::HealthReport store_report(const kghost::Store& store) {
   auto h = store.health();
@@ -93,12 +85,12 @@ kghost::HealthReport store_report(const kghost::Store& store) {
 
 // --check: what the config and the plugins amount to, then "configuration ok".
 void print_check(const kghost::HostConfig& cfg, const kghost::Pipeline& pipeline,
-                 const kghost::Generation& plugins) {
+                 const kghost::Generation& plugins, const kghost::Store& store) {
   nlohmann::json routes = nlohmann::json::array();
   for (auto* r : pipeline.router().routes())
     routes.push_back(r->method + " " + r->path + " (" + r->owner + ")");
   nlohmann::json report = {{"config", cfg.source},          {"mode", cfg.mode},
-                           {"listen", cfg.server.listen},   {"store", cfg.store.backend},
+                           {"listen", cfg.server.listen},   {"store", store.health().backend},
                            {"plugins", plugins.describe()}, {"routes", routes}};
   std::cout << report.dump(2) << "\nconfiguration ok\n";
 }
@@ -138,7 +130,7 @@ int run(kghost::HostConfig& cfg, const Options& opts, const sigset_t& signals) {
   Logger log(cfg.log_level);
   Metrics metrics;
   WorkerPool pool(std::max(2u, std::thread::hardware_concurrency()));
-  std::unique_ptr<Store> store = make_store(cfg, metrics, log);
+  std::unique_ptr<Store> store = make_configured_store(cfg.store, metrics.registry(), log);
   EventBus bus(pool, metrics.registry(), log);
   TaskRunner tasks(pool);
   Pipeline pipeline(log);
@@ -151,9 +143,10 @@ int run(kghost::HostConfig& cfg, const Options& opts, const sigset_t& signals) {
   if (auto err = register_host_routes(pipeline, {health, *plugins, state, pool}); !err.empty())
     throw std::runtime_error(err);
 
-  plugins->build(cfg);
+  plugins->build(cfg);  // a store provider plugin comes first (config.hpp, StoreConfig)
+  require_store_provider(*store, cfg.store);
   if (opts.check) {
-    print_check(cfg, pipeline, *plugins);
+    print_check(cfg, pipeline, *plugins, *store);
     plugins->stop();
     return 0;
   }

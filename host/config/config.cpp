@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 #include <toml++/toml.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <fstream>
 #include <set>
@@ -185,15 +186,18 @@ void read_store(const toml::node* n, TableReader& top, const std::string& source
   if (!n->is_table()) top.fail(*n, "store", "expected a table [store]");
   TableReader s(*n->as_table(), "store", source, env);
   if (auto v = s.string("backend")) {
-    if (*v != "memory" && *v != "redis")
-      s.fail(*n->as_table()->get("backend"), "backend",
-             "expected \"memory\" or \"redis\", got \"" + *v + "\"");
-    store.backend = *v;
+    const toml::node& b = *n->as_table()->get("backend");
+    if (*v != "memory" && !valid_plugin_name(*v))
+      s.fail(b, "backend",
+             "expected \"memory\" or the name of a store provider plugin listed in [[plugins]] "
+             "(e.g. \"store_redis\"), got \"" + *v + "\"");
+    store.backend = *v == "redis" ? "store_redis" : *v;
+    store.origin = where(source, b.source());
   }
-  if (auto v = s.string("redis_url")) store.redis_url = *v;
-  if (auto v = s.integer("redis_pool", 1, 64)) store.redis_pool = *v;
-  if (auto v = s.integer("redis_timeout_ms", 1, 60000))
-    store.redis_timeout = std::chrono::milliseconds(*v);
+  // The old Redis keys, kept working: they configure the store_redis plugin.
+  if (auto v = s.string("redis_url")) store.redis_keys["url"] = *v;
+  if (auto v = s.integer("redis_pool", 1, 64)) store.redis_keys["pool"] = *v;
+  if (auto v = s.integer("redis_timeout_ms", 1, 60000)) store.redis_keys["timeout_ms"] = *v;
   s.reject_unknown();
 }
 
@@ -235,16 +239,59 @@ void apply_env(const std::string& source, const EnvLookup& env, HostConfig& cfg)
   }
   if (auto v = env("KG_MODE"); v && !v->empty()) cfg.mode = *v;
   if (auto v = env("REDIS_URL"); v && !v->empty()) {
-    cfg.store.redis_url = *v;
-    cfg.store.backend = "redis";
+    cfg.store.redis_keys["url"] = *v;
+    cfg.store.redis_url_from_env = true;
+    if (cfg.store.backend != "store_redis") cfg.store.origin = "REDIS_URL";
+    cfg.store.backend = "store_redis";
   }
   if (cfg.mode != "dev" && cfg.mode != "production")
     throw ConfigError(
         source + ": mode must be \"dev\" or \"production\" (from the file or KG_MODE), got \"" +
         cfg.mode + "\"");
-  if (cfg.store.backend == "redis" && cfg.store.redis_url.empty())
-    throw ConfigError(source +
-                      ": store.backend is \"redis\" but no store.redis_url or REDIS_URL is set");
+}
+
+// The [[plugins]] entry of the store provider [store] backend names (store_redis's is added
+// when only the old keys or REDIS_URL name it), checked and made required.
+PluginEntry& store_provider_entry(HostConfig& cfg, const std::string& at) {
+  const std::string& name = cfg.store.backend;
+  auto it = std::find_if(cfg.plugins.begin(), cfg.plugins.end(),
+                         [&](const PluginEntry& e) { return e.name == name; });
+  if (it == cfg.plugins.end()) {
+    if (name != "store_redis")
+      throw ConfigError(at + ": store.backend \"" + name +
+                        "\" names no plugin in [[plugins]]; add a [[plugins]] entry with name = "
+                        "\"" + name + "\" (the provider's .so), or use backend = \"memory\"");
+    PluginEntry e;
+    e.name = name;
+    e.origin = at;
+    return cfg.plugins.emplace_back(std::move(e));
+  }
+  const std::string why = "plugin " + name + " is the store backend (store.backend at " + at + ")";
+  if (!it->enabled)
+    throw ConfigError(it->origin + ": " + why +
+                      " but enabled = false; enable it, or use backend = \"memory\"");
+  if (!it->required)
+    throw ConfigError(it->origin + ": " + why + " and cannot be optional; remove required = false");
+  return *it;
+}
+
+// Puts the store provider's entry first: it is created and started before the plugins that
+// use the store, stopped and destroyed after them.
+void select_store_provider(HostConfig& cfg) {
+  if (cfg.store.backend == "memory") return;
+  const std::string at = cfg.store.origin.empty() ? cfg.source : cfg.store.origin;
+  PluginEntry& entry = store_provider_entry(cfg, at);
+  if (entry.name == "store_redis") {
+    for (auto& [key, value] : cfg.store.redis_keys.items())
+      if (!entry.config.contains(key) || (key == "url" && cfg.store.redis_url_from_env))
+        entry.config[key] = value;
+    if (!entry.config.contains("url"))
+      throw ConfigError(at +
+                        ": store.backend is store_redis but no Redis URL is set; set url in its "
+                        "[plugins.config], store.redis_url, or REDIS_URL");
+  }
+  auto it = cfg.plugins.begin() + (&entry - cfg.plugins.data());
+  std::rotate(cfg.plugins.begin(), it, std::next(it));
 }
 
 }  // namespace
@@ -346,6 +393,7 @@ HostConfig parse_config(std::string_view text, const std::string& source,
   top.reject_unknown();
 
   apply_env(source, env, cfg);
+  select_store_provider(cfg);
   return cfg;
 }
 

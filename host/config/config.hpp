@@ -57,11 +57,18 @@ struct ListenAddress {
 // Parses "HOST:PORT" (IPv4, [IPv6] or empty HOST, port 0-65535); nullopt when it is not one.
 std::optional<ListenAddress> parse_listen(std::string_view listen);
 
+// [store] backend: "memory" (embedded) or the name of a store provider plugin in [[plugins]]
+// ("store_redis"; "redis" is its old alias). The provider's entry is moved to the front of
+// `plugins` (created and started first, stopped and destroyed last) and made required. The
+// old keys store.redis_url / redis_pool / redis_timeout_ms and REDIS_URL fill store_redis's
+// url / pool / timeout_ms (REDIS_URL selects store_redis and wins over the file, as before).
 struct StoreConfig {
-  std::string backend = "memory";  // memory | redis
-  std::string redis_url;
-  std::size_t redis_pool = 4;
-  std::chrono::milliseconds redis_timeout{500};
+  std::string backend = "memory";
+  std::string origin;  // "file:line:col" of backend (or "REDIS_URL"), for errors
+  // The old keys and REDIS_URL as store_redis config ({"url","pool","timeout_ms"}), moved
+  // into its [[plugins]] entry once the whole file is read.
+  nlohmann::json redis_keys = nlohmann::json::object();
+  bool redis_url_from_env = false;
 };
 
 struct PluginEntry {

@@ -2,6 +2,8 @@
 // this one (request_api.cpp for the request, api_*.cpp for the rest).
 #include "plugins/host_api.hpp"
 
+#include "plugins/store_provider_api.hpp"
+
 namespace kghost {
 
 const kg_host_api& host_api() {
@@ -17,6 +19,7 @@ const kg_host_api& host_api() {
     fill_bus_api(t);
     fill_store_api(t);
     fill_queue_api(t);
+    add_store_provider_slots(t);  // 1.2
     return t;
   }();
   return table;

@@ -1,4 +1,4 @@
-// The memory backend of the shared store. Also the Redis backend's fallback.
+// The memory backend of the shared store. Also the fallback of every store provider.
 #pragma once
 
 #include <array>

@@ -1,6 +1,7 @@
 // The shared store behind the plugin ABI's store_* slots: check-and-set with TTL, atomic
-// counters with TTL, get/put/del. Two backends: memory (sharded, default) and Redis (pipelined
-// connection pool, memory fallback while Redis is unreachable).
+// counters with TTL, get/put/del. The memory backend (sharded, the default) is embedded; any
+// other backend is a store provider plugin behind ProviderStore (store/provider_store.hpp),
+// which adds the memory fallback while the provider is down or slow.
 #pragma once
 
 #include <chrono>
@@ -43,11 +44,11 @@ using StoreDone = std::function<void(const StoreReply&)>;
 
 struct StoreHealth {
   HealthStatus status;
-  std::string backend;  // "memory" | "redis"
+  std::string backend;  // "memory", or the provider's backend name ("redis")
   std::string detail;
 };
 
-// Contract shared by both backends. [any] thread.
+// Contract shared by every backend. [any] thread.
 // Each call either answers at once (returns the reply; `done` is NOT called) or returns
 // std::nullopt and calls `done` exactly once later, from another thread. A call never blocks its
 // caller for more than a lock acquisition: no network round trip happens on the caller's thread.
@@ -77,13 +78,6 @@ class Store {
   virtual void stop() {}
 };
 
-struct RedisOptions {
-  std::string url;  // redis://[[user]:password@]host[:port][/db]
-  std::size_t pool_size = 4;
-  std::chrono::milliseconds timeout{500};  // connect and per-command
-  std::chrono::milliseconds reconnect_interval{1000};
-};
-
 // Monotonic clock used for TTLs; injectable so tests need not sleep.
 using StoreClock = std::function<std::chrono::steady_clock::time_point()>;
 
@@ -91,24 +85,5 @@ using StoreClock = std::function<std::chrono::steady_clock::time_point()>;
 // per-shard sweep (no global lock). An empty clock means std::chrono::steady_clock::now.
 std::unique_ptr<Store> make_memory_store(prometheus::Registry& registry, std::size_t shards = 64,
                                          StoreClock clock = {});
-
-// Redis backend with a memory fallback: while Redis is unreachable, calls are answered by an
-// internal memory store and health() is degraded; it reconnects by itself every
-// reconnect_interval and turns healthy again. Throws std::invalid_argument on a malformed URL
-// (the message names the URL, password masked, and the expected form). Outages and recoveries
-// are logged to `log`, which outlives the store.
-std::unique_ptr<Store> make_redis_store(const RedisOptions& options, prometheus::Registry& registry,
-                                        Logger& log);
-
-// Parsed form of a redis:// URL; exposed for tests and for the config checker.
-struct RedisEndpoint {
-  std::string host;
-  int port = 6379;
-  int db = 0;
-  std::string user;
-  std::string password;
-};
-// Throws std::invalid_argument as make_redis_store does.
-RedisEndpoint parse_redis_url(std::string_view url);
 
 }  // namespace kghost

@@ -329,8 +329,8 @@ TEST(PluginLoading, WrongMajorExits2NamingPluginPathAndBothVersions) {
   EXPECT_EQ(r.exit_code, 2) << r.output;
   EXPECT_NE(r.output.find("plugin wrong_major ("), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("kg_wrong_major.so"), std::string::npos) << r.output;
-  EXPECT_NE(r.output.find("ABI 2.1"), std::string::npos) << r.output;
-  EXPECT_NE(r.output.find("ABI 1.1"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("ABI 2.2"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("ABI 1.2"), std::string::npos) << r.output;
 }
 
 TEST(PluginLoading, NewerMinorIsRefusedNamingBothVersions) {
@@ -338,7 +338,7 @@ TEST(PluginLoading, NewerMinorIsRefusedNamingBothVersions) {
   auto cfg = write_file(dir, "k.toml", plugin_config("newer_minor"));
   auto r = run_kghost({"--config", cfg});
   EXPECT_EQ(r.exit_code, 2) << r.output;
-  EXPECT_NE(r.output.find("needs ABI 1.2 but this host speaks ABI 1.1"), std::string::npos)
+  EXPECT_NE(r.output.find("needs ABI 1.3 but this host speaks ABI 1.2"), std::string::npos)
       << r.output;
 }
 
@@ -363,6 +363,22 @@ TEST(PluginLoading, MissingFileExits2) {
   EXPECT_NE(r.output.find("plugin not_there ("), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("no such file"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("k.toml:3:1"), std::string::npos) << r.output;  // the [[plugins]] entry
+}
+
+TEST(StoreBackend, APluginThatProvidesNoStoreIsAConfigErrorAtTheBackendLine) {
+  TempDir dir;
+  auto cfg = write_file(dir, "k.toml",
+                        "plugin_dir = \"" + plugin_dir() + "\"\n[store]\nbackend = \"hello\"\n" +
+                            "[[plugins]]\nname = \"hello\"\n");
+  auto r = run_kghost({"--config", cfg, "--check"});
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("k.toml:3:11: store.backend \"hello\""), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("provides no store"), std::string::npos) << r.output;
+  cfg = write_file(dir, "m.toml", "[store]\nbackend = \"kv\"\n");
+  r = run_kghost({"--config", cfg, "--check"});
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("m.toml:2:11: store.backend \"kv\" names no plugin"), std::string::npos)
+      << r.output;
 }
 
 TEST(PluginLoading, MissingEntrySymbolExits2) {
@@ -454,7 +470,7 @@ TEST(Cli, BadConfigExits2NamingFileLineAndKey) {
 TEST(Cli, VersionHelpAndUnknownFlags) {
   auto v = run_kghost({"--version"});
   EXPECT_EQ(v.exit_code, 0);
-  EXPECT_NE(v.output.find("plugin ABI 1.1"), std::string::npos);
+  EXPECT_NE(v.output.find("plugin ABI 1.2"), std::string::npos);
   EXPECT_EQ(run_kghost({"--help"}).exit_code, 0);
   EXPECT_EQ(run_kghost({"--frobnicate"}).exit_code, 2);
 }

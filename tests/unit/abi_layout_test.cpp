@@ -1,7 +1,7 @@
 // Pins the layout of every struct and host-table slot that crosses the ABI (LP64). A reorder or
 // an insertion breaks this build instead of a plugin in production: fields are only appended.
 // abi_1_0_layout.inc is the frozen 1.0 list; abi_1_0_layout.c checks it against the kept copy
-// of the 1.0 header, this file against the current one, plus everything 1.1 appended.
+// of the 1.0 header, this file against the current one, plus everything 1.1 and 1.2 appended.
 #include <gtest/gtest.h>
 #include <kghost/plugin.h>
 
@@ -50,15 +50,38 @@ KG_ABI_1_0_CONSTANTS(KG_SAME)
   FIELD(kg_host_api, bus_publish_confirmed, 560)    \
   FIELD(kg_host_api, log_fields, 568)               \
   SIZE(kg_host_api, 576)
+// 1.1 sizes are where 1.2 starts: the host table grew in 1.2, the other 1.1 structs did not.
+#define KG_SIZE_AT_LEAST(type, size) static_assert(sizeof(type) >= (size), #type " shrank");
+KG_ABI_1_1_LAYOUT(KG_SIZE_AT_LEAST, KG_AT)
+
+// --- 1.2 (2026-12): store providers, appended after every 1.1 slot ------------------------
+#define KG_ABI_1_2_LAYOUT(SIZE, FIELD)             \
+  SIZE(kg_observation, 80)                         \
+  SIZE(kg_route, 152)                              \
+  SIZE(kg_filter, 72)                              \
+  SIZE(kg_error, 56)                               \
+  SIZE(kg_store_provider, 72)                      \
+  FIELD(kg_store_provider, struct_size, 0)         \
+  FIELD(kg_store_provider, backend, 8)             \
+  FIELD(kg_store_provider, check_and_set, 24)      \
+  FIELD(kg_store_provider, incr, 32)               \
+  FIELD(kg_store_provider, get, 40)                \
+  FIELD(kg_store_provider, put, 48)                \
+  FIELD(kg_store_provider, del, 56)                \
+  FIELD(kg_store_provider, status, 64)             \
+  FIELD(kg_host_api, register_store_provider, 576) \
+  FIELD(kg_host_api, store_complete, 584)          \
+  FIELD(kg_host_api, store_provider_changed, 592)  \
+  SIZE(kg_host_api, 600)
 #define KG_SIZE_IS(type, size) static_assert(sizeof(type) == (size), #type " size changed");
-KG_ABI_1_1_LAYOUT(KG_SIZE_IS, KG_AT)
-#define KG_1_1_CONSTANTS(CONST)                                              \
-  CONST(KG_OBSERVED_RESPONSE, 0)                                             \
-  CONST(KG_OBSERVED_STREAM_START, 1)                                         \
-  CONST(KG_OBSERVED_STREAM_END, 2) CONST(KG_STREAM_CLIENT_GONE, 1)           \
-      CONST(KG_STREAM_CLOSED_BY_PLUGIN, 2) CONST(KG_STREAM_HOST_SHUTDOWN, 3) \
-          CONST(KG_FILTER_ALL_ROUTES, 0) CONST(KG_FILTER_OWN_ROUTES, 1)      \
-              CONST(KG_FILTER_PATH_PREFIX, 2)
+KG_ABI_1_2_LAYOUT(KG_SIZE_IS, KG_AT)
+#define KG_1_1_CONSTANTS(CONST)                                        \
+  CONST(KG_OBSERVED_RESPONSE, 0)                                       \
+  CONST(KG_OBSERVED_STREAM_START, 1)                                   \
+  CONST(KG_OBSERVED_STREAM_END, 2)                                     \
+  CONST(KG_STREAM_CLIENT_GONE, 1) CONST(KG_STREAM_CLOSED_BY_PLUGIN, 2) \
+      CONST(KG_STREAM_HOST_SHUTDOWN, 3) CONST(KG_FILTER_ALL_ROUTES, 0) \
+          CONST(KG_FILTER_OWN_ROUTES, 1) CONST(KG_FILTER_PATH_PREFIX, 2)
 KG_1_1_CONSTANTS(KG_SAME)
 
 namespace {
@@ -84,9 +107,17 @@ const FieldEntry kAppended[] = {KG_ABI_1_1_LAYOUT(KG_NO_SIZE, KG_FIELD_ENTRY)};
 
 }  // namespace
 
-TEST(AbiLayout, VersionIsOnePointOne) {
+TEST(AbiLayout, VersionIsOnePointTwo) {
   EXPECT_EQ(KG_ABI_MAJOR, 1);
-  EXPECT_EQ(KG_ABI_MINOR, 1);
+  EXPECT_EQ(KG_ABI_MINOR, 2);
+}
+
+TEST(AbiLayout, EveryOnePointTwoSlotIsAppendedAfterTheOnePointOneTable) {
+  EXPECT_GE(offsetof(kg_host_api, register_store_provider), 576u);  // 1.1's sizeof
+  kg_host_api v1_1{};
+  v1_1.struct_size = 576;  // a 1.1 host: a 1.2 plugin sees no store-provider slots
+  v1_1.register_store_provider = reinterpret_cast<decltype(v1_1.register_store_provider)>(1);
+  EXPECT_FALSE(KG_HOST_HAS(&v1_1, register_store_provider));
 }
 
 TEST(AbiLayout, EveryOnePointOneFieldIsAppendedAfterTheOnePointZeroStruct) {

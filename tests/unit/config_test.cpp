@@ -93,8 +93,33 @@ TEST(Config, EnvOverridesWin) {
       {{"KG_LISTEN", "127.0.0.1:9"}, {"KG_MODE", "production"}, {"REDIS_URL", "redis://r:1"}});
   EXPECT_EQ(c.server.listen, "127.0.0.1:9");
   EXPECT_EQ(c.mode, "production");
-  EXPECT_EQ(c.store.backend, "redis");
-  EXPECT_EQ(c.store.redis_url, "redis://r:1");
+  // REDIS_URL selects the Redis store provider plugin, created first, with that URL.
+  EXPECT_EQ(c.store.backend, "store_redis");
+  ASSERT_FALSE(c.plugins.empty());
+  EXPECT_EQ(c.plugins.front().name, "store_redis");
+  EXPECT_EQ(c.plugins.front().config["url"], "redis://r:1");
+}
+
+TEST(Config, StoreBackendNamesAProviderPluginWhichComesFirst) {
+  auto c = parse(
+      "[store]\nbackend = \"kv\"\n[[plugins]]\nname = \"auth\"\n[[plugins]]\nname = \"kv\"\n", {});
+  EXPECT_EQ(c.store.backend, "kv");
+  EXPECT_EQ(c.store.origin, "test.toml:2:11");
+  ASSERT_EQ(c.plugins.size(), 2u);
+  EXPECT_EQ(c.plugins[0].name, "kv");  // created and started before the store's users
+  EXPECT_EQ(c.plugins[1].name, "auth");
+  // The old keys configure store_redis, which needs no [[plugins]] entry of its own.
+  c = parse("[store]\nbackend = \"redis\"\nredis_url = \"redis://h:1\"\nredis_pool = 2\n", {});
+  EXPECT_EQ(c.store.backend, "store_redis");
+  ASSERT_EQ(c.plugins.size(), 1u);
+  EXPECT_EQ(c.plugins[0].config["url"], "redis://h:1");
+  EXPECT_EQ(c.plugins[0].config["pool"], 2);
+  // A backend no [[plugins]] entry provides is an error at the backend line.
+  auto e = error_of("[store]\nbackend = \"nope\"\n");
+  EXPECT_NE(e.find("test.toml:2:11: store.backend \"nope\" names no plugin"), std::string::npos)
+      << e;
+  e = error_of("[store]\nbackend = \"kv\"\n[[plugins]]\nname = \"kv\"\nrequired = false\n");
+  EXPECT_NE(e.find("cannot be optional"), std::string::npos) << e;
 }
 
 TEST(Config, ErrorsNameFileLineAndKey) {

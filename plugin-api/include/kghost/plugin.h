@@ -1,4 +1,4 @@
-/* kghost plugin ABI, version 1.1 — the whole binary contract between the host and a plugin.
+/* kghost plugin ABI, version 1.2 — the whole binary contract between the host and a plugin.
  *
  * A plugin is a shared object that exports one C function, `kghost_plugin_entry`, returning a
  * static descriptor (name, version, ABI version, flags, lifecycle hooks). The host calls
@@ -19,7 +19,8 @@
  * - Versioning: the host refuses a plugin of another major version and loads a plugin built
  *   against an older (or equal) minor version of the same major. 1.0 is frozen: its structs
  *   and slots never move or change meaning. Each later group is marked `--- 1.1 (2026-12) ---`
- *   where it starts; a plugin that declares KG_ABI_MINOR 1 may use everything up to 1.1.
+ *   where it starts; a plugin that declares KG_ABI_MINOR 1 may use everything up to 1.1,
+ *   one that declares 2 everything up to 1.2 (`--- 1.2 (2026-12) ---`).
  * - The host writes into a plugin's out-struct (kg_principal, kg_store_result) only the fields
  *   that lie within the struct_size the plugin set, never struct_size itself, and reads a
  *   plugin's struct only up to min(struct_size, its own sizeof).
@@ -48,7 +49,7 @@ extern "C" {
  * Version
  * ------------------------------------------------------------------------------------- */
 #define KG_ABI_MAJOR 1
-#define KG_ABI_MINOR 1
+#define KG_ABI_MINOR 2
 
 /* True when a struct whose size is `size` includes `field` of `type`. */
 #define KG_HAS_FIELD(ptr, type, field) \
@@ -346,6 +347,69 @@ typedef struct kg_queue_options {
 } kg_queue_options;
 
 /* ---------------------------------------------------------------------------------------
+ * 1.2 (2026-12): store providers
+ *
+ * A store provider plugin implements the shared store's operations behind the same store_* and
+ * shared_* calls every plugin uses (plugins/store-redis is one). The operator selects it by
+ * naming the plugin in the config: [store] backend = "store_redis". The host keeps the memory
+ * backend (the default, no plugin) and wraps every provider in its failover: whenever the
+ * provider cannot answer, the caller is answered from a per-process memory store, the store's
+ * health is degraded, and it recovers by itself as soon as the provider answers again.
+ *
+ * Lifecycle: the host creates and starts the selected provider plugin before every other
+ * plugin (whatever its place in [[plugins]]), and stops and destroys it after all of them, so
+ * other plugins may use the store from their create on. Register the table in create
+ * (register_store_provider), connect to the backend in start, close it in stop.
+ * Operations reach the provider only between register_store_provider and the host's shutdown
+ * of the store, which comes after every plugin's stop and before any destroy; before start and
+ * after stop the provider answers KG_ERR_UNAVAILABLE (the fallback takes the call).
+ * ------------------------------------------------------------------------------------- */
+
+/* One store operation in flight. Host-owned; the provider completes it exactly once with
+ * kg_host_api.store_complete. Until then the key (and put's value) views handed with it stay
+ * valid, so the provider need not copy them. */
+typedef struct kg_store_op kg_store_op;
+
+/* The operations of a store provider, registered with register_store_provider (copied). The
+ * host calls them on [any] thread, [request] threads included: they must never block (no
+ * network round trip on the caller's thread, no lock held long).
+ * Keys arrive complete (the host has already put them in the calling plugin's namespace).
+ * TTLs: <= 0 means no expiry. The semantics are those of the store_* calls above.
+ * Each operation returns one of:
+ * - KG_OK: answered now. The provider filled *now (a host struct; status KG_OK,
+ *   KG_ERR_NOT_FOUND or an error, and the fields of the operation). now->data must stay valid
+ *   after the call returns until the provider's next call on the same thread (keep it in a
+ *   thread-local buffer). `op` is released by the host: never complete it.
+ * - KG_PENDING: the provider calls store_complete(op, result) exactly once later, from any
+ *   thread, never from inside this call. A result with status KG_ERR_UNAVAILABLE (backend
+ *   lost, operation timed out) has the host answer the caller from its memory fallback.
+ * - KG_ERR_UNAVAILABLE: cannot take it now (not connected, queue full, not started, stopped):
+ *   the host answers from its memory fallback at once.
+ * - any other error: the caller gets that error (a backend's refusal, e.g. incr of text).
+ * A provider bounds every operation by its own timeout (it owns the sockets): an operation it
+ * neither answers nor completes would leave its caller waiting until the route's deadline. */
+typedef struct kg_store_provider {
+  uint32_t struct_size;
+  /* Short backend name for /health ("store.backend") and the metrics' backend label, e.g.
+   * "redis". [a-z0-9_]+, copied. */
+  kg_str backend;
+  kg_status (*check_and_set)(void* provider, kg_str key, int64_t ttl_ms, kg_store_result* now,
+                             kg_store_op* op);
+  kg_status (*incr)(void* provider, kg_str key, int64_t delta, int64_t ttl_ms, kg_store_result* now,
+                    kg_store_op* op);
+  kg_status (*get)(void* provider, kg_str key, kg_store_result* now, kg_store_op* op);
+  kg_status (*put)(void* provider, kg_str key, kg_str value, int64_t ttl_ms, kg_store_result* now,
+                   kg_store_op* op);
+  kg_status (*del)(void* provider, kg_str key, kg_store_result* now, kg_store_op* op);
+  /* The backend's state: KG_HEALTHY; KG_DEGRADED when some operations go to the fallback
+   * (e.g. one connection of a pool down); KG_UNHEALTHY when it answers nothing (the host then
+   * sends every operation to the fallback without calling the provider). When `detail` is
+   * not NULL, also writes one line for /health saying why (never a secret). [any] Must be
+   * cheap and never block. Call kg_host_api.store_provider_changed whenever it changes. */
+  kg_health_status (*status)(void* provider, kg_sink_fn detail, void* detail_ud);
+} kg_store_provider;
+
+/* ---------------------------------------------------------------------------------------
  * The host API table. Host-owned, valid from create until destroy returns. Append-only.
  * ------------------------------------------------------------------------------------- */
 typedef struct kg_host_api {
@@ -581,6 +645,20 @@ typedef struct kg_host_api {
    * JSON object is ignored (the line is still written). [any] Never blocks. Copied. */
   void (*log_fields)(kg_plugin_ctx* ctx, kg_request* req, kg_log_level level, kg_str msg,
                      kg_str fields_json);
+  /* --- 1.2 (2026-12): store providers (see kg_store_provider) ---------------------------- */
+
+  /* Offers this plugin's store provider; the host uses it when [store] backend names this
+   * plugin, and otherwise never calls it. [main] during create. The table is copied;
+   * `provider` is passed back to every call and must stay valid until destroy. */
+  kg_status (*register_store_provider)(kg_plugin_ctx* ctx, const kg_store_provider* table,
+                                       void* provider);
+  /* Completes an operation the provider answered with KG_PENDING, exactly once, and releases
+   * `op`. [any] The result is copied; the caller's callback runs on this thread before it
+   * returns, and may call the store again. */
+  void (*store_complete)(kg_store_op* op, const kg_store_result* result);
+  /* Tells the host the provider's status() changed: it reads it again, logs the outage or the
+   * recovery and updates /health and kgents_store_backend_up. [any] Never blocks. */
+  void (*store_provider_changed)(kg_plugin_ctx* ctx);
 } kg_host_api;
 
 /* ---------------------------------------------------------------------------------------

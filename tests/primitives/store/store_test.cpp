@@ -1,5 +1,7 @@
-// The shared store: one contract suite run against the memory backend and a real redis-server,
-// then Redis faults (killed, paused, bad URL) and memory-only TTL/sweep behaviour.
+// The shared store: one contract suite run against the memory backend, the Redis provider
+// plugin (plugins/store-redis, through the host, against a real redis-server) and a store
+// provider written in plain C (tests/fixtures/c_store_provider.c); then Redis faults (killed,
+// paused, bad URL) and memory-only TTL/sweep behaviour.
 #include "store/store.hpp"
 
 #include <gtest/gtest.h>
@@ -11,6 +13,8 @@
 #include <set>
 #include <thread>
 
+#include "provider_host.hpp"
+#include "redis_url.hpp"
 #include "store/memory_store.hpp"
 #include "support.hpp"
 #include "telemetry/logging.hpp"
@@ -19,6 +23,8 @@ namespace kghost {
 namespace {
 
 using namespace std::chrono_literals;
+using store_redis::parse_redis_url;
+using test::make_redis_store;
 using test::wait_until;
 
 double metric_value(prometheus::Registry& registry, const std::string& name,
@@ -70,6 +76,9 @@ class StoreContract : public ::testing::TestWithParam<std::string> {
       redis_ = std::make_unique<test::RedisServer>();
       store_ = make_redis_store({redis_->url(), 4, 500ms, 100ms}, registry_, log_);
       ASSERT_TRUE(wait_until([&] { return store_->health().status == HealthStatus::healthy; }));
+    } else if (GetParam() == "c_hashmap") {
+      store_ = test::make_provider_store(KGHOST_TEST_PLUGIN_DIR "/kg_c_store.so", "c_store", {},
+                                         registry_, log_);
     } else {
       store_ = make_memory_store(registry_);
     }
@@ -227,7 +236,7 @@ TEST_P(StoreContract, ReportsHealthyWithItsBackend) {
   EXPECT_EQ(h.backend, GetParam());
 }
 
-INSTANTIATE_TEST_SUITE_P(Backends, StoreContract, ::testing::Values("memory", "redis"),
+INSTANTIATE_TEST_SUITE_P(Backends, StoreContract, ::testing::Values("memory", "redis", "c_hashmap"),
                          [](const auto& info) { return info.param; });
 
 // --- Redis faults -------------------------------------------------------------------------
