@@ -190,7 +190,8 @@ void read_store(const toml::node* n, TableReader& top, const std::string& source
     if (*v != "memory" && !valid_plugin_name(*v))
       s.fail(b, "backend",
              "expected \"memory\" or the name of a store provider plugin listed in [[plugins]] "
-             "(e.g. \"store_redis\"), got \"" + *v + "\"");
+             "(e.g. \"store_redis\"), got \"" +
+                 *v + "\"");
     store.backend = *v == "redis" ? "store_redis" : *v;
     store.origin = where(source, b.source());
   }
@@ -260,7 +261,8 @@ PluginEntry& store_provider_entry(HostConfig& cfg, const std::string& at) {
     if (name != "store_redis")
       throw ConfigError(at + ": store.backend \"" + name +
                         "\" names no plugin in [[plugins]]; add a [[plugins]] entry with name = "
-                        "\"" + name + "\" (the provider's .so), or use backend = \"memory\"");
+                        "\"" +
+                        name + "\" (the provider's .so), or use backend = \"memory\"");
     PluginEntry e;
     e.name = name;
     e.origin = at;

@@ -19,8 +19,8 @@ kg_status api_register_store_provider(kg_plugin_ctx* c, const kg_store_provider*
   ProviderStore* store = selected_for(c);
   if (!store) {
     c->services.log.log(LogLevel::info, c->name,
-                         "offers a store provider, but [store] backend names another; it is not "
-                         "used");
+                        "offers a store provider, but [store] backend names another; it is not "
+                        "used");
     return KG_OK;
   }
   if (std::string err = store->attach(*table, provider); !err.empty()) {

@@ -58,9 +58,13 @@ void compare_host_settings(const HostConfig& a, const HostConfig& b, ReloadPlan&
   r.compare("server.stream_buffer_bytes", a.server.stream_buffer_bytes,
             b.server.stream_buffer_bytes);
   r.compare("store.backend", a.store.backend, b.store.backend);
-  r.compare("store.redis_url", a.store.redis_url, b.store.redis_url);
-  r.compare("store.redis_pool", a.store.redis_pool, b.store.redis_pool);
-  r.compare("store.redis_timeout_ms", a.store.redis_timeout, b.store.redis_timeout);
+  // The store provider plugin serves the store the whole process shares: never swapped live.
+  auto provider = [](const HostConfig& c) {
+    const PluginEntry* e =
+        c.store.backend == "memory" ? nullptr : enabled_entry(c, c.store.backend);
+    return e ? e->path.string() + " " + e->config.dump() : std::string();
+  };
+  r.compare("store provider plugin " + b.store.backend, provider(a), provider(b));
 }
 
 }  // namespace

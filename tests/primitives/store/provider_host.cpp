@@ -26,8 +26,10 @@ class ProviderHost final : public Store {
         bus_(pool_, metrics_.registry(), log),
         tasks_(pool_),
         pipeline_(log),
-        health_([this] { return HealthReport{store_.health().status, {}}; }),
-        services_{log,   metrics_, store_, bus_, pool_, health_, "dev", data_, data_.string()},
+        health_([this] {
+          return HealthReport{store_.health().status, {}};
+        }),
+        services_{log, metrics_, store_, bus_, pool_, health_, "dev", data_, data_.string()},
         plugins_(services_, pipeline_, tasks_) {
     HostConfig cfg;
     cfg.source = "<store test>";
