@@ -18,8 +18,9 @@
 //   still waiting for delivery keep their segment (and every newer one) on disk.
 //
 // Threads: append, depth, list_dead and replay are [any] and never block on disk. Consumers run
-// on the WorkerPool, one entry at a time. AppendDone and on_ack_durable run on the committer
-// thread: keep them short and never call stop() from them or from a consumer.
+// on the WorkerPool, one call at a time (one entry, or one batch with consume_batch). AppendDone
+// and on_ack_durable run on the committer thread: keep them short and never call stop() from them
+// or from a consumer.
 #pragma once
 
 #include <chrono>
@@ -29,6 +30,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "runtime/worker_pool.hpp"
 #include "telemetry/logging.hpp"
@@ -85,6 +87,18 @@ class DurableQueue {
   // exception) redelivers after the backoff with attempt+1; after max_attempts failures the
   // entry becomes a dead letter, kept durably with its last error. Call once.
   void consume(Consumer consumer);
+
+  struct Delivery {
+    Outcome outcome = Outcome::retry;
+    std::string error;  // why, for a retry
+  };
+  // `out` comes sized like `batch`, each preset to retry ("the consumer gave no outcome").
+  using BatchConsumer =
+      std::function<void(const std::vector<QueueEntry>& batch, std::vector<Delivery>& out)>;
+  // Like consume(), but hands out up to max_batch entries per call (the oldest ready ones, in
+  // id order), so a consumer can work on several at once; it sets each entry's outcome in
+  // `out`. An exception retries the whole batch. Call once, instead of consume().
+  void consume_batch(std::size_t max_batch, BatchConsumer consumer);
 
   uint64_t depth() const;  // entries waiting, in delivery or in backoff; dead letters excluded
   // Dead letters, oldest first; `visit` returns false to stop. It may call replay().
