@@ -66,6 +66,30 @@ kg_status api_queue_consume(kg_queue* q, kg_consume_fn fn, void* ud) {
   });
   return KG_OK;
 }
+kg_status api_queue_consume_batch(kg_queue* q, uint32_t max_batch, kg_consume_batch_fn fn,
+                                  void* ud) {
+  if (!q || !fn || max_batch == 0) return KG_ERR_INVALID;
+  q_of(q)->consume_batch(max_batch, [fn, ud](const std::vector<QueueEntry>& batch,
+                                             std::vector<DurableQueue::Delivery>& out) {
+    std::vector<kg_queue_entry> entries;
+    entries.reserve(batch.size());
+    for (const QueueEntry& e : batch)
+      entries.push_back({sizeof(kg_queue_entry), e.id, e.attempt, ks(e.data), ks(e.last_error)});
+    std::vector<kg_status> statuses(batch.size(), KG_ERR_RETRY);
+    std::vector<kg_str> reasons(batch.size(), kg_str{nullptr, 0});
+    fn(ud, entries.data(), entries.size(), statuses.data(), reasons.data());
+    for (std::size_t i = 0; i < batch.size(); ++i) {
+      if (statuses[i] == KG_OK) {
+        out[i].outcome = DurableQueue::Outcome::ack;
+        continue;
+      }
+      out[i].outcome = DurableQueue::Outcome::retry;
+      out[i].error = reasons[i].len ? std::string(sv(reasons[i]))
+                                    : "consumer returned status " + std::to_string(statuses[i]);
+    }
+  });
+  return KG_OK;
+}
 uint64_t api_queue_depth(kg_queue* q) { return q ? q_of(q)->depth() : 0; }
 kg_status api_queue_list_dead(kg_queue* q, kg_entry_visit_fn visit, void* ud) {
   if (!q || !visit) return KG_ERR_INVALID;
@@ -90,6 +114,7 @@ void fill_queue_api(kg_host_api& t) {
   t.queue_list_dead = api_queue_list_dead;
   t.queue_replay = api_queue_replay;
   t.queue_fail_reason = api_queue_fail_reason;
+  t.queue_consume_batch = api_queue_consume_batch;
 }
 
 }  // namespace kghost

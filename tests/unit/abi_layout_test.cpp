@@ -72,7 +72,8 @@ KG_ABI_1_1_LAYOUT(KG_SIZE_AT_LEAST, KG_AT)
   FIELD(kg_host_api, register_store_provider, 576) \
   FIELD(kg_host_api, store_complete, 584)          \
   FIELD(kg_host_api, store_provider_changed, 592)  \
-  SIZE(kg_host_api, 600)
+  FIELD(kg_host_api, queue_consume_batch, 600)     \
+  SIZE(kg_host_api, 608)
 #define KG_SIZE_IS(type, size) static_assert(sizeof(type) == (size), #type " size changed");
 KG_ABI_1_2_LAYOUT(KG_SIZE_IS, KG_AT)
 #define KG_1_1_CONSTANTS(CONST)                                        \

@@ -257,6 +257,15 @@ typedef kg_status (*kg_consume_fn)(void* user_data, const kg_queue_entry* entry)
 /* Receives a rendered document in pieces (metrics text, health JSON). [any] Borrowed. */
 typedef void (*kg_sink_fn)(void* user_data, kg_str data);
 
+/* 1.2: batch queue consumer. [task] Receives `count` entries (borrowed for the call, oldest
+ * ids first) and decides each one's outcome in `statuses[i]` like a kg_consume_fn's return
+ * (preset to KG_ERR_RETRY); for a failed entry `reasons[i]` may say why (preset empty). The
+ * host copies the reasons after fn returns, before it calls fn again for this queue: the
+ * plugin keeps their bytes valid until then. The entries of one batch may be worked on
+ * concurrently and finished in any order. */
+typedef void (*kg_consume_batch_fn)(void* user_data, const kg_queue_entry* entries, size_t count,
+                                    kg_status* statuses, kg_str* reasons);
+
 /* Visitor for listings (dead letters). Return 0 to go on, non-zero to stop. [any] */
 typedef int32_t (*kg_entry_visit_fn)(void* user_data, const kg_queue_entry* entry);
 
@@ -659,6 +668,15 @@ typedef struct kg_host_api {
   /* Tells the host the provider's status() changed: it reads it again, logs the outage or the
    * recovery and updates /health and kgents_store_backend_up. [any] Never blocks. */
   void (*store_provider_changed)(kg_plugin_ctx* ctx);
+
+  /* --- 1.2 (2026-12): batch queue delivery --------------------------------------------- */
+
+  /* Like queue_consume, but hands fn up to max_batch (>= 1) entries per call, so a consumer
+   * can keep several in flight (e.g. pipeline its store round trips). One call at a time per
+   * queue; at-least-once as with queue_consume. Use one or the other, once. [main] during
+   * start. */
+  kg_status (*queue_consume_batch)(kg_queue* queue, uint32_t max_batch, kg_consume_batch_fn fn,
+                                   void* user_data);
 } kg_host_api;
 
 /* ---------------------------------------------------------------------------------------

@@ -716,6 +716,15 @@ class Plugin {
   // Return KG_OK to acknowledge; anything else retries. Throwing (or calling
   // Queue::fail_reason before returning) records why, shown with the dead letter.
   using QueueConsumer = std::function<kg_status(const QueueEntry&)>;
+  // 1.2: one entry of a batch handed to a QueueBatchConsumer; set status (KG_OK acknowledges)
+  // and, for a failure, the reason shown with the dead letter.
+  struct BatchItem {
+    QueueEntry entry;
+    kg_status status = KG_ERR_RETRY;
+    std::string reason;
+  };
+  // Throwing retries every entry of the batch.
+  using QueueBatchConsumer = std::function<void(std::vector<BatchItem>&)>;
 
   // A handler that neither answered nor deferred nor streamed gets a 500.
   void route(const RouteSpec& spec, Handler handler) {
@@ -837,6 +846,52 @@ class Plugin {
               },
               h),
           "queue consumer", "");
+  }
+  // Up to max_batch entries per call (ABI 1.2). On a 1.1 host: batches of one.
+  void consume_batch(Queue& q, uint32_t max_batch, QueueBatchConsumer fn) {
+    if (!KG_HOST_HAS(host_.api(), queue_consume_batch)) {
+      return consume(q, [fn = std::move(fn), q](const QueueEntry& e) {
+        std::vector<BatchItem> items{BatchItem{e, KG_ERR_RETRY, {}}};
+        fn(items);
+        if (items[0].status != KG_OK && !items[0].reason.empty()) q.fail_reason(items[0].reason);
+        return items[0].status;
+      });
+    }
+    // The items outlive the call: the host reads the reasons after it returns, before the
+    // next call (one call at a time per queue).
+    struct Batch {
+      QueueBatchConsumer fn;
+      std::vector<BatchItem> items;
+    };
+    auto* h = keep(Batch{std::move(fn), {}});
+    check(
+        host_.api()->queue_consume_batch(
+            q.raw(), max_batch,
+            [](void* ud, const kg_queue_entry* e, size_t n, kg_status* statuses, kg_str* reasons) {
+              auto& self = *static_cast<Holder<Batch>*>(ud);
+              auto& items = self.fn.items;
+              items.clear();
+              for (size_t i = 0; i < n; ++i)
+                items.push_back(BatchItem{
+                    QueueEntry{e[i].id, e[i].attempt, view(e[i].data), view(e[i].last_error)},
+                    KG_ERR_RETRY,
+                    {}});
+              try {
+                self.fn.fn(items);
+              } catch (const std::exception& ex) {
+                self.plugin->host_.error(std::string("queue consumer failed: ") + ex.what());
+                return;
+              } catch (...) {
+                self.plugin->host_.error("queue consumer failed with an unknown exception");
+                return;
+              }
+              for (size_t i = 0; i < n; ++i) {
+                statuses[i] = items[i].status;
+                reasons[i] = str(items[i].reason);
+              }
+            },
+            h),
+        "queue consumer", "");
   }
 
  private:
