@@ -28,21 +28,7 @@
 //   Two replicas racing on the same id may both append (both pass step 4); the loser of step
 //   6 answers duplicate:true, and the consumer de-duplication again keeps processing single.
 //
-// Processing (queue consumer, one entry at a time on a host worker):
-//   a. done already? (local processed journal, then store `whk:done:<id>`) → ack, skip
-//   b. validate the event shape: `data.object` must be an object. A signed event without it
-//      is a sender bug we cannot process: it fails, is retried with backoff, and after
-//      max_attempts lands in the dead-letter store for an operator (never dropped silently).
-//   c. claim `whk:claim:<id>` (check_and_set with a short lease): a replica sharing the Redis
-//      store that is processing the same event right now holds it → retry later, by which time
-//      its done mark is there and (a) acks.
-//   d. publish on the bus as `stripe.<type>`, bus event id = Stripe event id (subscribers
-//      de-duplicate with it), and wait until every subscriber has handled it (confirmed
-//      publish, ABI 1.1; a failure or timeout retries the entry), then write the done marks
-//      (store and journal), then ack.
-//   A crash after (d)'s publish and before its done marks is the one window in which an event
-//   can be published twice; everything else is exactly once. Subscribers that need strict
-//   exactly-once use the bus event id.
+// Processing: the queue's batch consumer, see processor.hpp.
 
 #include <atomic>
 #include <charconv>
@@ -59,7 +45,10 @@
 #include <unordered_set>
 #include <vector>
 
+#include "config.hpp"
 #include "journal.hpp"
+#include "processor.hpp"
+#include "stripe_event.hpp"
 #include "stripe_signature.hpp"
 
 namespace {
@@ -71,100 +60,12 @@ using kghost::sdk::Request;
 using kghost::sdk::Responder;
 using kghost::sdk::Response;
 using kghost::sdk::StoreResult;
+using kghost::webhooks::Config;
+using kghost::webhooks::parse_config;
+using kghost::webhooks::parse_event;
 using nlohmann::json;
 using std::chrono::milliseconds;
 using std::chrono::seconds;
-
-// ---- config ---------------------------------------------------------------------------------
-
-struct Config {
-  std::vector<std::string> secrets;
-  seconds tolerance{300};
-  milliseconds idempotency_ttl{72LL * 3600 * 1000};
-  int64_t rate_limit = 1000;  // requests per source IP per window; 0: off
-  milliseconds rate_window{1000};
-  uint32_t max_attempts = 8;
-  milliseconds retry_backoff{500};
-  uint64_t max_queue_bytes = 0;       // 0: the host's default bound
-  uint64_t max_queue_depth = 200000;  // entries waiting to be processed; past it: 503
-  int retry_after_s = 5;
-  milliseconds claim_lease{10000};
-  milliseconds store_timeout{5000};     // consumer waits for a store answer at most this long
-  milliseconds confirm_timeout{10000};  // consumer waits for bus subscribers at most this long
-  std::string journal_dir;              // empty: <host data_dir>/webhooks
-  uint64_t journal_rotate = 100000;     // ids per journal generation (two are kept)
-};
-
-Config parse_config(std::string_view text) try {
-  kghost::sdk::Config cfg(text);
-  cfg.allow_only({"secrets", "tolerance_s", "idempotency_ttl_s", "rate_limit", "rate_window_ms",
-                  "max_attempts", "retry_backoff_ms", "max_queue_bytes", "max_queue_depth",
-                  "retry_after_s", "claim_lease_ms", "store_timeout_ms", "confirm_timeout_ms",
-                  "journal_dir", "journal_rotate"});
-  Config c;
-  // Secrets: a comma list (as STRIPE_WEBHOOK_SECRET carries it) or an array of strings.
-  auto secrets = cfg.list("secrets");
-  if (!secrets) cfg.fail("secrets", "is required (e.g. \"${STRIPE_WEBHOOK_SECRET}\")");
-  c.secrets = std::move(*secrets);
-  if (c.secrets.empty()) cfg.fail("secrets", "holds no secret");
-  c.tolerance = seconds(cfg.integer("tolerance_s", 300, 1, 86400));
-  c.idempotency_ttl = seconds(cfg.integer("idempotency_ttl_s", 72 * 3600, 60, 90LL * 86400));
-  c.rate_limit = cfg.integer("rate_limit", 1000, 0, 1'000'000'000);
-  c.rate_window = milliseconds(cfg.integer("rate_window_ms", 1000, 100, 3'600'000));
-  c.max_attempts = static_cast<uint32_t>(cfg.integer("max_attempts", 8, 1, 100));
-  c.retry_backoff = milliseconds(cfg.integer("retry_backoff_ms", 500, 1, 600'000));
-  c.max_queue_bytes = static_cast<uint64_t>(cfg.integer("max_queue_bytes", 0, 0, int64_t{1} << 40));
-  c.max_queue_depth =
-      static_cast<uint64_t>(cfg.integer("max_queue_depth", 200000, 1, int64_t{1} << 40));
-  c.retry_after_s = static_cast<int>(cfg.integer("retry_after_s", 5, 1, 3600));
-  c.claim_lease = milliseconds(cfg.integer("claim_lease_ms", 10000, 100, 3'600'000));
-  c.store_timeout = milliseconds(cfg.integer("store_timeout_ms", 5000, 10, 600'000));
-  c.confirm_timeout = milliseconds(cfg.integer("confirm_timeout_ms", 10000, 10, 600'000));
-  c.journal_dir = cfg.string("journal_dir");
-  c.journal_rotate =
-      static_cast<uint64_t>(cfg.integer("journal_rotate", 100000, 10, int64_t{1} << 32));
-  return c;
-} catch (const kghost::sdk::ConfigError& e) {
-  throw std::runtime_error(std::string("webhooks config: ") + e.what());
-}
-
-// ---- helpers --------------------------------------------------------------------------------
-
-// Stripe ids and types are short ASCII; anything else cannot be a real event and would only
-// pollute store keys and bus topics.
-bool valid_event_id(std::string_view s) {
-  if (s.empty() || s.size() > 255) return false;
-  for (char c : s)
-    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-')) return false;
-  return true;
-}
-bool valid_event_type(std::string_view s) {  // dot-separated tokens, usable as a bus topic
-  if (s.empty() || s.size() > 200 || s.front() == '.' || s.back() == '.') return false;
-  char prev = 0;
-  for (char c : s) {
-    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-' || c == '.'))
-      return false;
-    if (c == '.' && prev == '.') return false;
-    prev = c;
-  }
-  return true;
-}
-
-struct ParsedEvent {
-  std::string id, type;
-};
-std::optional<ParsedEvent> parse_event(std::string_view body, json* doc_out = nullptr) {
-  json doc = json::parse(body, nullptr, false);
-  if (!doc.is_object()) return std::nullopt;
-  auto id = doc.find("id");
-  auto type = doc.find("type");
-  if (id == doc.end() || type == doc.end() || !id->is_string() || !type->is_string())
-    return std::nullopt;
-  ParsedEvent e{id->get<std::string>(), type->get<std::string>()};
-  if (!valid_event_id(e.id) || !valid_event_type(e.type)) return std::nullopt;
-  if (doc_out) *doc_out = std::move(doc);
-  return e;
-}
 
 // ---- the plugin -----------------------------------------------------------------------------
 
@@ -186,11 +87,12 @@ class Webhooks final : public kghost::sdk::Plugin {
     for (auto r : {"ok", "duplicate", "invalid_signature", "invalid_payload", "rate_limited",
                    "overloaded", "unavailable", "processed", "skipped_duplicate", "dead_letter"})
       results_.emplace(r, total.series({r}));
-    errors_ =
+    processor_ = std::make_unique<kghost::webhooks::Processor>(
+        host(), cfg_, journal_.get(), [this](const char* result) { count(result); },
         host()
             .metric(KG_METRIC_COUNTER, "kgents_stripe_webhooks_errors_total",
                     "Stripe webhook processing attempts that failed (retried or dead-lettered)")
-            .series();
+            .series());
 
     route({.method = "POST",
            .path = "/webhooks/stripe",
@@ -240,7 +142,8 @@ class Webhooks final : public kghost::sdk::Plugin {
   // Delivery starts after every plugin is created, so subscribers of stripe.> are in place
   // before the first (possibly redelivered) event is published.
   void start() override {
-    consume(queue_, [this](const QueueEntry& e) { return process(e); });
+    consume_batch(queue_, cfg_.process_batch,
+                  [this](std::vector<BatchItem>& batch) { processor_->process(batch); });
   }
 
  private:
@@ -377,131 +280,6 @@ class Webhooks final : public kghost::sdk::Plugin {
     c->responder.complete(Response{200, R"({"received":true,"duplicate":true})", {}, {}});
   }
 
-  // ---- processing ---------------------------------------------------------------------------
-
-  // A store call answered now or later, waited for on this worker thread (allowed: [task]).
-  template <class Call>
-  StoreResult wait_store(Call&& call) {
-    struct Slot {
-      std::mutex mu;
-      std::condition_variable cv;
-      std::optional<StoreResult> result;
-    };
-    auto slot = std::make_shared<Slot>();
-    auto now = call([slot](const StoreResult& r) {
-      std::lock_guard lock(slot->mu);
-      slot->result = r;
-      slot->cv.notify_one();
-    });
-    if (now) return *now;
-    std::unique_lock lock(slot->mu);
-    if (!slot->cv.wait_for(lock, cfg_.store_timeout, [&] { return slot->result.has_value(); }))
-      return StoreResult{KG_ERR_UNAVAILABLE, false, 0, -1, "timeout"};
-    return *slot->result;
-  }
-
-  kg_status fail(const QueueEntry& e, const std::string& event_id, const std::string& reason) {
-    errors_.add();
-    queue_.fail_reason(reason);
-    if (e.attempt >= cfg_.max_attempts) {
-      failed_++;
-      count("dead_letter");
-      host().warn("webhook event " + event_id + " (entry " + std::to_string(e.id) +
-                  ") moved to dead letters after " + std::to_string(e.attempt) + " attempts: " +
-                  reason + "; fix the cause, then POST /admin/webhooks/dead-letter/" +
-                  std::to_string(e.id) + "/replay");
-    } else {
-      host().info("webhook event " + event_id + " attempt " + std::to_string(e.attempt) +
-                  " failed, will retry: " + reason);
-    }
-    return KG_ERR_RETRY;
-  }
-
-  kg_status process(const QueueEntry& e) {
-    json doc;
-    auto ev = parse_event(e.data, &doc);
-    if (!ev) return fail(e, "?", "the spooled entry is not a Stripe event");
-    const std::string& id = ev->id;
-    if (journal_ && journal_->contains(id)) return skip();
-    const std::string done_key = "whk:done:" + id;
-    auto done = wait_store([&](auto later) { return host().get(done_key, std::move(later)); });
-    if (done.status == KG_OK) return skip();
-
-    auto data = doc.find("data");
-    if (data == doc.end() || !data->is_object() || !data->contains("object") ||
-        !(*data)["object"].is_object())
-      return fail(e, id, "the event has no data.object");
-
-    const std::string claim_key = "whk:claim:" + id;
-    auto claim = wait_store([&](auto later) {
-      return host().check_and_set(claim_key, cfg_.claim_lease, std::move(later));
-    });
-    if (claim.status == KG_OK && !claim.created)
-      return fail(e, id, "another worker is processing this event (claim held); retrying");
-
-    if (auto why = publish_durably("stripe." + ev->type, e.data, id)) {
-      host().del(claim_key, [](const StoreResult&) {});
-      return fail(e, id, *why);
-    }
-    // Done marks before the ack: once the queue's ack is durable nothing redelivers it, and
-    // before that a redelivery finds these marks.
-    if (journal_) journal_->add(id);
-    auto put = wait_store([&](auto later) {
-      return host().put(done_key, "1", cfg_.idempotency_ttl, std::move(later));
-    });
-    if (put.status != KG_OK) host().warn("webhook event " + id + ": done mark not stored");
-    processed_++;
-    count("processed");
-    return KG_OK;
-  }
-
-  // Publishes on the bus and, where the host confirms deliveries (ABI 1.1), waits until every
-  // subscriber has handled the event, so the entry is acknowledged only after durable
-  // subscribers (billing) made it theirs: a kill -9 after the ack cannot lose the delivery.
-  // Returns why it failed, or nothing.
-  std::optional<std::string> publish_durably(const std::string& topic, std::string_view data,
-                                             const std::string& id) {
-    const kg_host_api* api = host().api();
-    if (!KG_HOST_HAS(api, bus_publish_confirmed)) {
-      if (host().publish(topic, data, id) != KG_OK) return "the event bus refused the event";
-      return std::nullopt;
-    }
-    struct Wait {
-      std::mutex mu;
-      std::condition_variable cv;
-      std::optional<kg_status> status;
-    };
-    auto* w = new std::shared_ptr<Wait>(std::make_shared<Wait>());
-    std::shared_ptr<Wait> wait = *w;
-    kg_status st = api->bus_publish_confirmed(
-        host().ctx(), kghost::sdk::str(topic), kghost::sdk::str(data), kghost::sdk::str(id),
-        [](void* ud, kg_status s) {
-          auto* holder = static_cast<std::shared_ptr<Wait>*>(ud);
-          {
-            std::lock_guard lock((*holder)->mu);
-            (*holder)->status = s;
-          }
-          (*holder)->cv.notify_all();
-          delete holder;
-        },
-        w);
-    if (st != KG_OK) {
-      delete w;
-      return "the event bus refused the event";
-    }
-    std::unique_lock lock(wait->mu);
-    if (!wait->cv.wait_for(lock, cfg_.confirm_timeout, [&] { return wait->status.has_value(); }))
-      return "a bus subscriber did not confirm the event in time";
-    if (*wait->status != KG_OK) return "a bus subscriber failed to handle the event";
-    return std::nullopt;
-  }
-
-  kg_status skip() {
-    skipped_++;
-    count("skipped_duplicate");
-    return KG_OK;
-  }
-
   // ---- admin ----------------------------------------------------------------------------------
 
   void on_list_dead(Request& req) {
@@ -583,10 +361,10 @@ class Webhooks final : public kghost::sdk::Plugin {
   json health_json() {
     static constexpr const char* kNames[] = {"healthy", "degraded", "unhealthy"};
     json j = {
-        {"status", kNames[status()]},       {"received", received_.load()},
-        {"duplicates", duplicates_.load()}, {"invalid_signatures", invalid_signatures_.load()},
-        {"failed", failed_.load()},         {"queue_depth", queue_.depth()},
-        {"processed", processed_.load()},   {"skipped_duplicates", skipped_.load()}};
+        {"status", kNames[status()]},           {"received", received_.load()},
+        {"duplicates", duplicates_.load()},     {"invalid_signatures", invalid_signatures_.load()},
+        {"failed", processor_->failed()},       {"queue_depth", queue_.depth()},
+        {"processed", processor_->processed()}, {"skipped_duplicates", processor_->skipped()}};
     j["store"] = {{"status", store_degraded() ? "degraded" : "healthy"}};
     return j;
   }
@@ -599,9 +377,8 @@ class Webhooks final : public kghost::sdk::Plugin {
   std::unique_ptr<kghost::webhooks::Journal> journal_;
   kghost::sdk::Queue queue_;
   std::map<std::string, kghost::sdk::Metric::Series, std::less<>> results_;  // fixed after create
-  kghost::sdk::Metric::Series errors_;
-  std::atomic<uint64_t> received_{0}, duplicates_{0}, invalid_signatures_{0}, failed_{0},
-      processed_{0}, skipped_{0};
+  std::unique_ptr<kghost::webhooks::Processor> processor_;
+  std::atomic<uint64_t> received_{0}, duplicates_{0}, invalid_signatures_{0};
 };
 
 }  // namespace

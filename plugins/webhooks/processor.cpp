@@ -1,0 +1,231 @@
+#include "processor.hpp"
+
+#include <chrono>
+#include <condition_variable>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <utility>
+
+#include "stripe_event.hpp"
+
+namespace kghost::webhooks {
+
+using kghost::sdk::Plugin;
+using kghost::sdk::StoreResult;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+// Answers to n asynchronous calls, waited for together with one deadline. A callback that
+// comes after the deadline writes into the shared state, which outlives the waiter.
+template <class R>
+class Join {
+ public:
+  explicit Join(std::size_t n) : st_(std::make_shared<State>(n)) {}
+  void set(std::size_t i, R r) const {
+    std::lock_guard lock(st_->mu);
+    if (!st_->results[i]) {
+      st_->results[i] = std::move(r);
+      if (--st_->left == 0) st_->cv.notify_all();
+    }
+  }
+  std::function<void(const R&)> slot(std::size_t i) const {
+    return [st = st_, i](const R& r) { Join(st).set(i, r); };
+  }
+  // Every answer that came before the deadline; the others stay empty.
+  std::vector<std::optional<R>> wait(std::chrono::milliseconds timeout) const {
+    std::unique_lock lock(st_->mu);
+    st_->cv.wait_for(lock, timeout, [&] { return st_->left == 0; });
+    return st_->results;
+  }
+
+ private:
+  struct State {
+    explicit State(std::size_t n) : results(n), left(n) {}
+    std::mutex mu;
+    std::condition_variable cv;
+    std::vector<std::optional<R>> results;
+    std::size_t left;
+  };
+  explicit Join(std::shared_ptr<State> st) : st_(std::move(st)) {}
+  std::shared_ptr<State> st_;
+};
+
+// Issues one store call per index; answers now or later land in the join.
+template <class Call>
+std::vector<std::optional<StoreResult>> store_all(std::size_t n, std::chrono::milliseconds timeout,
+                                                  Call&& call) {
+  Join<StoreResult> join(n);
+  for (std::size_t i = 0; i < n; ++i)
+    if (auto now = call(i, join.slot(i))) join.set(i, *now);
+  return join.wait(timeout);
+}
+
+StoreResult or_timeout(const std::optional<StoreResult>& r) {
+  return r ? *r : StoreResult{KG_ERR_UNAVAILABLE, false, 0, -1, "timeout"};
+}
+
+}  // namespace
+
+struct Processor::Work {
+  Plugin::BatchItem* item;
+  ParsedEvent event;
+  std::string done_key, claim_key;
+};
+
+Processor::Processor(kghost::sdk::Host host, const Config& cfg, Journal* journal, Count count,
+                     kghost::sdk::Metric::Series errors)
+    : host_(host),
+      cfg_(cfg),
+      journal_(journal),
+      count_(std::move(count)),
+      errors_(std::move(errors)) {}
+
+void Processor::process(std::vector<Plugin::BatchItem>& batch) {
+  std::vector<Work> work;
+  work.reserve(batch.size());
+  for (auto& item : batch) {
+    nlohmann::json doc;
+    auto ev = parse_event(item.entry.data, &doc);
+    if (!ev) {
+      fail(item, "?", "the spooled entry is not a Stripe event");
+      continue;
+    }
+    if (journal_ && journal_->contains(ev->id)) {
+      skip(item);
+      continue;
+    }
+    if (!has_data_object(doc)) {
+      fail(item, ev->id, "the event has no data.object");
+      continue;
+    }
+    std::string done_key = "whk:done:" + ev->id, claim_key = "whk:claim:" + ev->id;
+    work.push_back(Work{&item, std::move(*ev), std::move(done_key), std::move(claim_key)});
+  }
+  if (work.empty()) return;
+  look_up_and_claim(work);
+  publish(work);
+  mark_done(work);
+}
+
+// (a) and (c) in one round trip: the done mark's lookup and the claim go out together. A claim
+// taken for an event that turns out done only holds its short lease.
+void Processor::look_up_and_claim(std::vector<Work>& work) {
+  auto done = store_all(work.size(), cfg_.store_timeout, [&](std::size_t i, auto later) {
+    return host_.get(work[i].done_key, std::move(later));
+  });
+  auto claims = store_all(work.size(), cfg_.store_timeout, [&](std::size_t i, auto later) {
+    return host_.check_and_set(work[i].claim_key, cfg_.claim_lease, std::move(later));
+  });
+  std::vector<Work> next;
+  next.reserve(work.size());
+  for (std::size_t i = 0; i < work.size(); ++i) {
+    StoreResult claim = or_timeout(claims[i]);
+    if (or_timeout(done[i]).status == KG_OK) {
+      if (claim.status == KG_OK && claim.created) host_.del(work[i].claim_key, [](auto&) {});
+      skip(*work[i].item);
+      continue;
+    }
+    if (claim.status == KG_OK && !claim.created) {
+      fail(*work[i].item, work[i].event.id,
+           "another worker is processing this event (claim held); retrying");
+      continue;
+    }
+    next.push_back(std::move(work[i]));
+  }
+  work = std::move(next);
+}
+
+// (d) Publishes every event and, where the host confirms deliveries (ABI 1.1), waits until
+// every subscriber has handled them, so an entry is acknowledged only after durable
+// subscribers (billing) made it theirs: a kill -9 after the ack cannot lose the delivery.
+void Processor::publish(std::vector<Work>& work) {
+  const kg_host_api* api = host_.api();
+  const bool confirmed = KG_HOST_HAS(api, bus_publish_confirmed);
+  Join<kg_status> join(work.size());
+  std::vector<std::optional<std::string>> why(work.size());
+  for (std::size_t i = 0; i < work.size(); ++i) {
+    const std::string topic = "stripe." + work[i].event.type;
+    const std::string_view data = work[i].item->entry.data;
+    if (!confirmed) {
+      join.set(i, host_.publish(topic, data, work[i].event.id));
+      continue;
+    }
+    auto* slot = new std::function<void(const kg_status&)>(join.slot(i));
+    kg_status st = api->bus_publish_confirmed(
+        host_.ctx(), kghost::sdk::str(topic), kghost::sdk::str(data),
+        kghost::sdk::str(work[i].event.id),
+        [](void* ud, kg_status s) {
+          auto* f = static_cast<std::function<void(const kg_status&)>*>(ud);
+          (*f)(s);
+          delete f;
+        },
+        slot);
+    if (st != KG_OK) {
+      delete slot;
+      why[i] = "the event bus refused the event";
+      join.set(i, st);
+    }
+  }
+  auto statuses = join.wait(cfg_.confirm_timeout);
+  std::vector<Work> next;
+  next.reserve(work.size());
+  for (std::size_t i = 0; i < work.size(); ++i) {
+    if (!why[i] && !statuses[i]) why[i] = "a bus subscriber did not confirm the event in time";
+    if (!why[i] && *statuses[i] != KG_OK)
+      why[i] = confirmed ? "a bus subscriber failed to handle the event"
+                         : "the event bus refused the event";
+    if (!why[i]) {
+      next.push_back(std::move(work[i]));
+      continue;
+    }
+    host_.del(work[i].claim_key, [](auto&) {});
+    fail(*work[i].item, work[i].event.id, *why[i]);
+  }
+  work = std::move(next);
+}
+
+// Done marks before the ack: once the queue's ack is durable nothing redelivers it, and before
+// that a redelivery finds these marks.
+void Processor::mark_done(std::vector<Work>& work) {
+  for (auto& w : work)
+    if (journal_) journal_->add(w.event.id);
+  auto put = store_all(work.size(), cfg_.store_timeout, [&](std::size_t i, auto later) {
+    return host_.put(work[i].done_key, "1", cfg_.idempotency_ttl, std::move(later));
+  });
+  for (std::size_t i = 0; i < work.size(); ++i) {
+    if (or_timeout(put[i]).status != KG_OK)
+      host_.warn("webhook event " + work[i].event.id + ": done mark not stored");
+    processed_++;
+    count_("processed");
+    work[i].item->status = KG_OK;
+  }
+}
+
+void Processor::fail(Plugin::BatchItem& item, const std::string& event_id,
+                     const std::string& reason) {
+  errors_.add();
+  item.status = KG_ERR_RETRY;
+  item.reason = reason;
+  const auto& e = item.entry;
+  if (e.attempt >= cfg_.max_attempts) {
+    failed_++;
+    count_("dead_letter");
+    host_.warn("webhook event " + event_id + " (entry " + std::to_string(e.id) +
+               ") moved to dead letters after " + std::to_string(e.attempt) +
+               " attempts: " + reason + "; fix the cause, then POST /admin/webhooks/dead-letter/" +
+               std::to_string(e.id) + "/replay");
+  } else {
+    host_.info("webhook event " + event_id + " attempt " + std::to_string(e.attempt) +
+               " failed, will retry: " + reason);
+  }
+}
+
+void Processor::skip(Plugin::BatchItem& item) {
+  skipped_++;
+  count_("skipped_duplicate");
+  item.status = KG_OK;
+}
+
+}  // namespace kghost::webhooks
