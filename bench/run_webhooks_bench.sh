@@ -5,6 +5,7 @@
 # stripe_webhook.lua), so every 200 is a durably acknowledged new event.
 #   bench/run_webhooks_bench.sh [build-dir]     (default build/webhooks-rel; Release build)
 # Knobs: DUR=10s CONNS=50 THREADS=1 N=400000 REPS=1 PEERS=../shared/peers (beside the repo)
+#        STORES="memory redis" FASTAPI=1 (also run the FastAPI peer, same load, in each round)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD=$(realpath "${1:-build/webhooks-rel}")
@@ -69,10 +70,30 @@ TOML
   return 0
 }
 
+run_fastapi() {  # run_fastapi REP: the peer (uvicorn, httptools+uvloop, 2 workers), same load
+  local rep=$1 port pid
+  port=$(free_port)
+  /usr/bin/python3 -m uvicorn fastapi_app:app --app-dir "$PEERS" --host 127.0.0.1 --port "$port" \
+    --workers 2 --log-level warning --loop uvloop --http httptools >"$WORK/uvicorn.log" 2>&1 &
+  pid=$!; pids+=("$pid")
+  wait_http "http://127.0.0.1:$port/health" || { cat "$WORK/uvicorn.log"; return 0; }
+  sleep 2  # every worker imported the app
+  python3 "$PEERS/gen_stripe_requests.py" --n "$N" --prefix "f${rep}$$" --out "$WORK/reqs.txt"
+  local out
+  out=$(wrk -t"$THREADS" -c"$CONNS" -d"$DUR" --latency -s "$PEERS/stripe_webhook.lua" \
+    "http://127.0.0.1:$port" -- "$WORK/reqs.txt" "$THREADS")
+  echo "fastapi rep=$rep req/s=$(awk '/Requests\/sec/ {print $2}' <<<"$out")" \
+    "p50=$(awk '$1=="50%" {print $2}' <<<"$out") p99=$(awk '$1=="99%" {print $2}' <<<"$out")" \
+    "non2xx=$(awk '/Non-2xx/ {print $NF}' <<<"$out")"
+  kill "$pid"; wait "$pid" 2>/dev/null || true
+}
+
 echo "kghost webhooks bench: wrk -t$THREADS -c$CONNS -d$DUR, $(nproc) cores, build $BUILD"
 for rep in $(seq 1 "$REPS"); do
   run_one memory "$rep"
-  run_one redis "$rep"
+  [[ ${STORES:-memory redis} == *redis* ]] && run_one redis "$rep"
+  [[ -n ${FASTAPI:-} ]] && run_fastapi "$rep"
+  echo "load: $(cut -d' ' -f1-3 /proc/loadavg)"
 done
 if [[ -f $PEERS/RESULTS.md ]]; then
   echo "FastAPI (peers' RESULTS.md, POST /webhooks/stripe, in-memory set, nothing durable):"
