@@ -1,46 +1,47 @@
 #!/usr/bin/env bash
 # auth + devkeys overhead: wrk on GET /api/v1/health (X-API-Key: kg_dev_bob, so devkeys
 # authenticates and auth rate-limits with one store incr) against the bare public /hello route,
-# in the same run, with the memory store and with the Redis store (redis-server started here).
-# Usage: bench/run_auth_bench.sh [DURATION] [CONNECTIONS] [ROUNDS]   (default 10s, 50, 3)
-# Each round runs the bare route then the authenticated one back to back; the ratio reported is
+# with the memory store and with the Redis store (redis-server started here), kghost with its
+# default I/O threads and with server.threads = 1, all in one run: ROUNDS interleaved rounds,
+# each running every configuration's bare and authenticated route back to back; the ratio is
 # the median of the rounds' ratios, which keeps a noisy (shared) machine from skewing it.
-#        KG_BENCH_NO_BUILD=1 skips the (release) build step.
+# Usage: bench/run_auth_bench.sh [DURATION] [CONNECTIONS] [ROUNDS]   (default 10s, 50, 3)
+#   BUILD=build/release (the release preset's build, built here unless KG_BENCH_NO_BUILD=1)
+#   THREADS="0 1"       (server.threads values to measure; 0 = one I/O thread per core)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-DURATION="${1:-10s}"
-CONNS="${2:-50}"
-ROUNDS="${3:-3}"
-BUILD=build/auth-rel
-if [[ -z ${KG_BENCH_NO_BUILD:-} ]]; then  # set it to bench binaries built earlier as they are
-  if [[ ! -d $BUILD ]]; then cmake -S . -B $BUILD -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null; fi
-  cmake --build $BUILD --target kghost kg_auth kg_devkeys kg_hello -j2 >/dev/null
+source bench/bench_lib.sh
+DUR="${1:-10s}" CONNS="${2:-50}" ROUNDS="${3:-3}"
+BUILD=${BUILD:-build/release}
+THREADS=${THREADS:-0 1}
+if [[ -z ${KG_BENCH_NO_BUILD:-} ]]; then
+  [[ -d $BUILD ]] || cmake --preset release >/dev/null
+  cmake --build "$BUILD" --target kghost kg_auth kg_devkeys kg_hello -j2 >/dev/null
 fi
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-DIR=$(mktemp -d)
-PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done; rm -rf "$DIR"; }
+WORK=$(mktemp -d /tmp/kghost-auth-bench.XXXXXX)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done; rm -rf "$WORK"; }
 trap cleanup EXIT
 
 REDIS_PORT=$(free_port)
-redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --save '' --appendonly no --dir "$DIR" \
-  --daemonize no >"$DIR/redis.log" 2>&1 &
-PIDS+=($!)
+redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --save '' --appendonly no --dir "$WORK" \
+  --daemonize no >"$WORK/redis.log" 2>&1 &
+REDIS_PID=$!; pids+=("$REDIS_PID")
 for _ in $(seq 100); do redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && break; sleep 0.05; done
 
-# $1: memory|redis. The PRO limit is raised so the bench measures 200s, not 429s.
-write_config() {
-  local store="backend = \"memory\""
-  [[ $1 == redis ]] && store="backend = \"redis\"
+# start_kghost NAME STORE THREADS: sets port_NAME and pid_NAME. The PRO limit is raised so the
+# bench measures 200s, not 429s.
+start_kghost() {
+  local name=$1 store="backend = \"memory\"" port
+  [[ $2 == redis ]] && store="backend = \"redis\"
 redis_url = \"redis://127.0.0.1:$REDIS_PORT\""
-  cat >"$DIR/$1.toml" <<TOML
-plugin_dir = "$PWD/$BUILD/bin/plugins"
+  cat >"$WORK/$name.toml" <<TOML
+plugin_dir = "$(cd "$BUILD" && pwd)/bin/plugins"
 mode = "dev"
 log_level = "warn"
-data_dir = "$DIR/data-$1"
+data_dir = "$WORK/data-$name"
 [server]
-threads = 1
+threads = $3
 [store]
 $store
 [[plugins]]
@@ -53,32 +54,38 @@ limit = 1000000000
 name = "devkeys"
 enabled = true
 TOML
+  port=$(free_port)
+  "$BUILD/bin/kghost" --config "$WORK/$name.toml" --listen "127.0.0.1:$port" >"$WORK/$name.log" 2>&1 &
+  pids+=($!)
+  printf -v "pid_$name" %s "$!"
+  printf -v "port_$name" %s "$port"
+  wait_http "http://127.0.0.1:$port/api/v1/health" -H 'X-API-Key: kg_dev_bob'
 }
 
-rps() {  # wrk's Requests/sec; fails the run on non-2xx answers
-  local out
-  out=$(wrk -t1 -c"$CONNS" -d"$DURATION" "$@")
-  if grep -q "Non-2xx" <<<"$out"; then echo "non-2xx answers: $out" >&2; exit 1; fi
-  awk '/Requests\/sec/ {print $2}' <<<"$out"
-}
-
-echo "== $(nproc) cores, wrk -t1 -c$CONNS -d$DURATION, kghost threads = 1, $(redis-server --version | cut -d' ' -f3)"
+configs=()
 for store in memory redis; do
-  write_config $store
-  PORT=$(free_port)
-  $BUILD/bin/kghost --config "$DIR/$store.toml" --listen "127.0.0.1:$PORT" >"$DIR/kghost-$store.log" 2>&1 &
-  PIDS+=($!)
-  for _ in $(seq 200); do curl -sf "http://127.0.0.1:$PORT/health/ready" >/dev/null && break; sleep 0.05; done
-  curl -sf -H 'X-API-Key: kg_dev_bob' "http://127.0.0.1:$PORT/api/v1/health" >/dev/null
-  ratios=()
-  for round in $(seq "$ROUNDS"); do
-    bare=$(rps "http://127.0.0.1:$PORT/hello")
-    authed=$(rps -H 'X-API-Key: kg_dev_bob' "http://127.0.0.1:$PORT/api/v1/health")
-    ratio=$(awk -v a="$authed" -v b="$bare" 'BEGIN {printf "%.2f", a / b}')
-    ratios+=("$ratio")
-    printf '%-6s round %d  /hello %9.0f req/s   /api/v1/health (auth+devkeys) %9.0f req/s   ratio %s\n' \
-      "$store" "$round" "$bare" "$authed" "$ratio"
-  done
-  median=$(printf '%s\n' "${ratios[@]}" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
-  echo "$store  median ratio $median"
+  for t in $THREADS; do configs+=("${store}_t$t"); start_kghost "${store}_t$t" "$store" "$t"; done
 done
+
+echo "# $(date -u '+%F %T UTC'), $(nproc) cores, wrk -t1 -c$CONNS -d$DUR, $ROUNDS rounds, redis $(redis-server --version | cut -d' ' -f3)"
+echo "# threads 0 = one I/O thread per core; columns: name req/s p50_ms p99_ms load1 busiest-threads-cpu"
+for round in $(seq "$ROUNDS"); do
+  for c in "${configs[@]}"; do
+    port_var="port_$c" pid_var="pid_$c"
+    SERVER_PIDS="${!pid_var}"
+    [[ $c == redis_* ]] && SERVER_PIDS="${!pid_var} $REDIS_PID"
+    run "$c/hello" "http://127.0.0.1:${!port_var}/hello"
+    run "$c/auth" "http://127.0.0.1:${!port_var}/api/v1/health" -H 'X-API-Key: kg_dev_bob'
+    bare=$(tail -2 "$WORK/results" | head -1 | cut -d' ' -f2)
+    authed=$(tail -1 "$WORK/results" | cut -d' ' -f2)
+    echo "$c/ratio $(ratio "$authed" "$bare")" >>"$WORK/results"
+  done
+done
+
+echo "# medians over $ROUNDS rounds"
+for c in "${configs[@]}"; do summary "$c/hello" "$c/auth"; done
+for c in "${configs[@]}"; do
+  printf '%-10s auth/bare median ratio %s  (rounds: %s)\n' "$c" "$(med_of "$c/ratio" 2)" \
+    "$(awk -v s="$c/ratio" '$1==s{printf "%s ", $2}' "$WORK/results")"
+done
+echo "# load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"

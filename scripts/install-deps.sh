@@ -12,6 +12,8 @@ packages=(
   prometheus-cpp-dev nlohmann-json3-dev libssl-dev libgtest-dev libgmock-dev
   # real servers used by tests and benchmarks
   redis-server redis-tools nats-server wrk nginx-light curl python3 ca-certificates
+  # the OpenResty-style peer of bench/run_openresty_bench.sh (nginx + Lua)
+  libnginx-mod-http-lua
   # checkers the tests run: promtool (alert rules, metrics), kubectl (kustomize), npm validators,
   # python3-yaml (reads the rendered manifests, the alert rules and the dashboard),
   # universal-ctags (function lengths for scripts/check-size.sh)

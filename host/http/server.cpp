@@ -1,6 +1,7 @@
 // The HTTP server's acceptor and I/O threads: binds the listen address, hands each accepted
-// socket to the next I/O thread (connection.cpp serves it), sweeps deadlines, drains, stops.
+// socket to an I/O thread (connection.cpp serves it), sweeps deadlines, drains, stops.
 #include <algorithm>
+#include <ctime>
 
 #include "http/connection.hpp"
 #include "http/server_state.hpp"
@@ -19,11 +20,10 @@ void HttpServer::Impl::accept() {
       });
       return;
     }
-    // Hand the descriptor to the next worker, which registers it with its own reactor.
+    // Hand the descriptor to a worker, which registers it with its own reactor.
     auto protocol = acceptor->local_endpoint().protocol();
     auto fd = socket.release(ec);
-    IoWorker& w = *workers[next_worker];
-    next_worker = (next_worker + 1) % workers.size();
+    IoWorker& w = pick_worker();
     if (!ec) {
       net::post(w.ioc, [this, &w, protocol, fd] {
         beast::error_code e;
@@ -39,8 +39,45 @@ void HttpServer::Impl::accept() {
   });
 }
 
+// Fill an I/O thread before waking the next: a new connection goes to the first thread that
+// used less than half a core over its last sweep period; when every thread is that busy, to the
+// least busy one. Keep-alive connections stay where they land, so this decides where the work
+// runs. Spreading while the first thread has room buys nothing but wake-ups on more threads, and
+// where the cores are shared (a client or sidecar on the same machine, other processes) the
+// extra runnable threads wait for a core behind each other: the latency tail. Busy threads get
+// no new connections, which is what nginx's shared accept queue achieves by letting only idle
+// workers accept; round robin and SO_REUSEPORT would spread evenly whatever the load.
+IoWorker& HttpServer::Impl::pick_worker() {
+  constexpr uint32_t kBusyPermille = 500;
+  IoWorker* least = workers[0].get();
+  for (auto& w : workers) {
+    uint32_t load = w->load_permille.load(std::memory_order_relaxed);
+    if (load < kBusyPermille) return *w;
+    if (load < least->load_permille.load(std::memory_order_relaxed)) least = w.get();
+  }
+  return *least;
+}
+
+namespace {
+// The calling thread's CPU time.
+std::chrono::nanoseconds thread_cpu_time() {
+  timespec ts{};
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return std::chrono::seconds(ts.tv_sec) + std::chrono::nanoseconds(ts.tv_nsec);
+}
+}  // namespace
+
 void HttpServer::Impl::sweep(IoWorker& w) {
   auto now = Clock::now();
+  auto cpu = thread_cpu_time();
+  if (auto wall = now - w.sampled_at; wall.count() > 0) {
+    auto permille =
+        1000 * (cpu - w.cpu_at) / std::chrono::duration_cast<std::chrono::nanoseconds>(wall);
+    w.load_permille.store(static_cast<uint32_t>(std::clamp<int64_t>(permille, 0, 1000)),
+                          std::memory_order_relaxed);
+  }
+  w.sampled_at = now;
+  w.cpu_at = cpu;
   std::erase_if(w.connections, [now](std::weak_ptr<Connection>& weak) {
     auto c = weak.lock();
     if (!c) return true;
@@ -85,7 +122,12 @@ void HttpServer::start() {
             ":" + std::to_string(local.port());
   s.accept();
   for (auto& w : s.workers) {
-    s.sweep(*w);
+    // The first sweep runs on the worker's thread, so its CPU clock is the one sampled.
+    net::post(w->ioc, [&s, &w = *w] {
+      w.sampled_at = Clock::now();
+      w.cpu_at = thread_cpu_time();
+      s.sweep(w);
+    });
     w->thread = std::thread([io = &w->ioc] { io->run(); });
   }
 }

@@ -30,6 +30,11 @@ class Connection;
 
 // One I/O thread: its io_context, and the connections it owns for the deadline sweep.
 struct IoWorker {
+  // Share of one core this thread used over the last sweep period, in per mille: written by
+  // its own sweep, read by the acceptor when it places a connection (Impl::pick_worker).
+  std::atomic<uint32_t> load_permille{0};
+  Clock::time_point sampled_at = Clock::now();  // touched only on this thread
+  std::chrono::nanoseconds cpu_at{0};           // this thread's CPU time then
   // Only this thread touches its sockets, so the reactor needs no locks; posts from other
   // threads still go through the (locked) scheduler.
   net::io_context ioc{BOOST_ASIO_CONCURRENCY_HINT_UNSAFE_IO};
@@ -48,7 +53,6 @@ struct HttpServer::Impl {
   std::vector<std::unique_ptr<IoWorker>> workers;
   std::unique_ptr<tcp::acceptor> acceptor;  // on workers[0]
   std::unique_ptr<net::steady_timer> accept_retry;
-  std::size_t next_worker = 0;
   std::string local;
   std::atomic<bool> draining{false};
   std::atomic<uint64_t> in_flight{0};
@@ -57,6 +61,7 @@ struct HttpServer::Impl {
   std::vector<std::weak_ptr<StreamState>> streams;
 
   void accept();
+  IoWorker& pick_worker();
   void sweep(IoWorker& w);
   void track(const std::shared_ptr<StreamState>& s) {
     std::lock_guard lock(streams_mutex);

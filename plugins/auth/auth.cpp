@@ -42,7 +42,9 @@ using sdk::StoreResult;
 struct Tier {
   std::string name;
   int64_t limit = 0;
-  std::string scopes;  // space-separated
+  std::string scopes;      // space-separated
+  RateLimitPolicy policy;  // the fixed parts of its rate-limit headers (set with window_s)
+  std::string limited_message;
 };
 
 // Parsed once in the constructor; read-only afterwards.
@@ -57,9 +59,9 @@ struct Settings {
 };
 
 std::unordered_map<std::string, Tier> default_tiers() {
-  return {{"FREE", {"FREE", 100, "read"}},
-          {"PRO", {"PRO", 1000, "read write"}},
-          {"ENTERPRISE", {"ENTERPRISE", 10000, "read write admin"}}};
+  return {{"FREE", {"FREE", 100, "read", {}, {}}},
+          {"PRO", {"PRO", 1000, "read write", {}, {}}},
+          {"ENTERPRISE", {"ENTERPRISE", 10000, "read write admin", {}, {}}}};
 }
 
 std::string scopes_from_json(const json& v, const std::string& where) {
@@ -101,7 +103,7 @@ Settings parse_settings(std::string_view config_json) {
         throw std::invalid_argument(where + ": tier names match [A-Za-z0-9_]{1,32}");
       if (!t.is_object())
         throw std::invalid_argument(where + ": expected a table with limit and scopes");
-      Tier out{tier, 0, ""};
+      Tier out{tier, 0, "", {}, {}};
       if (auto it = s.tiers.find(tier); it != s.tiers.end()) out = it->second;
       for (auto& [tk, tv] : t.items()) {
         if (tk == "limit") {
@@ -116,6 +118,12 @@ Settings parse_settings(std::string_view config_json) {
         throw std::invalid_argument(where + ": a new tier needs limit = N");
       s.tiers[tier] = out;
     }
+  }
+  for (auto& [name, t] : s.tiers) {
+    t.policy = RateLimitPolicy(t.name, t.limit, s.window_s);
+    t.limited_message = "rate limit of " + std::to_string(t.limit) + " requests per " +
+                        std::to_string(s.window_s) + " s for tier " + t.name +
+                        " exceeded; retry after Retry-After seconds";
   }
   return s;
 }
@@ -269,31 +277,32 @@ class Auth final : public sdk::Plugin {
       req.set_principal({user, tenant, tier.name, tier.scopes});
     }
 
-    const int64_t window_s = settings_.window_s;
-    const Window w = window_at(unix_ms(), window_s);
-    const int64_t limit = tier.limit;
-    const std::string tier_label = tier.name;
+    // The tier table is read-only after construction: the callback may keep a pointer to it.
+    const Window w = window_at(unix_ms(), settings_.window_s);
+    thread_local std::string key;  // reused: no allocation per request for the counter key
+    key.clear();
+    append_counter_key(key, tenant, w.start_s);
     return sdk::store_in_filter(
         req,
         [&](sdk::Host::StoreDone later) {
-          return host().incr(counter_key(tenant, w.start_s), 1, std::chrono::milliseconds(w.ttl_ms),
-                             std::move(later));
+          return host().incr(key, 1, std::chrono::milliseconds(w.ttl_ms), std::move(later));
         },
         [&](Request& r, const StoreResult& res) {
-          Verdict v = verdict(res, limit, w, &r);
-          for (auto& h : rate_limit_headers(v, tier_label, window_s)) r.add_header(h.name, h.value);
-          if (v.allowed) return Flow::next;
-          r.error(429, "rate_limited", limited_message(tier_label, limit, window_s));
+          RateLimitHeaders headers(verdict(res, tier.limit, w, &r), tier.policy);
+          headers.for_each([&](std::string_view n, std::string_view v) { r.add_header(n, v); });
+          if (headers.allowed()) return Flow::next;
+          r.error(429, "rate_limited", tier.limited_message);
           return Flow::done;
         },
-        [this, limit, w, tier_label, window_s](Responder& responder, const StoreResult& res) {
-          Verdict v = verdict(res, limit, w, nullptr);
-          std::vector<Header> headers;
-          for (auto& h : rate_limit_headers(v, tier_label, window_s))
-            headers.push_back({h.name, h.value});
-          if (v.allowed) return responder.proceed(headers);
-          responder.error(429, "rate_limited", limited_message(tier_label, limit, window_s),
-                          std::move(headers));
+        [this, t = &tier, w](Responder& responder, const StoreResult& res) {
+          RateLimitHeaders headers(verdict(res, t->limit, w, nullptr), t->policy);
+          sdk::HeaderRef refs[6];
+          std::size_t n = 0;
+          headers.for_each([&](std::string_view name, std::string_view v) {
+            refs[n++] = {name, v};
+          });
+          if (headers.allowed()) return responder.proceed({refs, n});
+          responder.error(429, "rate_limited", t->limited_message, {refs, n});
         });
   }
 
@@ -313,25 +322,30 @@ class Auth final : public sdk::Plugin {
     return v;
   }
 
-  static std::string limited_message(const std::string& tier, int64_t limit, int64_t window_s) {
-    return "rate limit of " + std::to_string(limit) + " requests per " + std::to_string(window_s) +
-           " s for tier " + tier + " exceeded; retry after Retry-After seconds";
-  }
-
+  // {"scopes":[...],"status":"ok","tenant_id":…,"tier":…,"user_id":…}: keys in sorted order,
+  // written by hand (a JSON document built per request cost more than the rest of the route).
   static void api_health(Request& req) {
     auto p = req.principal();
     if (!p) return req.error(401, "missing_api_key", "this route needs an API key");
-    json scopes = json::array();
+    std::string body;
+    body.reserve(96 + p->scopes.size() + p->tenant_id.size() + p->tier.size() + p->user_id.size());
+    body += R"({"scopes":[)";
+    bool first = true;
     sdk::for_each_scope(p->scopes, [&](std::string_view s) {
-      scopes.push_back(std::string(s));
+      body += first ? "\"" : ",\"";
+      first = false;
+      sdk::append_json_escaped(body, s);
+      body += '"';
       return true;
     });
-    json body = {{"status", "ok"},
-                 {"user_id", std::string(p->user_id)},
-                 {"tenant_id", std::string(p->tenant_id)},
-                 {"tier", std::string(p->tier)},
-                 {"scopes", scopes}};
-    req.respond(200, body.dump());
+    body += R"(],"status":"ok","tenant_id":")";
+    sdk::append_json_escaped(body, p->tenant_id);
+    body += R"(","tier":")";
+    sdk::append_json_escaped(body, p->tier);
+    body += R"(","user_id":")";
+    sdk::append_json_escaped(body, p->user_id);
+    body += "\"}";
+    req.respond(200, std::move(body));
   }
 
   // --- run-time tier changes --------------------------------------------------------------

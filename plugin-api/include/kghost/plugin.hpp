@@ -30,6 +30,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <span>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -43,13 +44,11 @@ inline std::string_view view(kg_str s) {
   return s.len ? std::string_view(s.ptr, s.len) : std::string_view();
 }
 
-// `s` as the inside of a JSON string literal (RFC 8259): quotes, backslashes and control
-// characters escaped; other bytes (UTF-8 included) copied as they are. Small on purpose, so
-// that a plugin writing a little JSON needs no JSON library.
-inline std::string json_escape(std::string_view s) {
+// Appends `s` as the inside of a JSON string literal (RFC 8259): quotes, backslashes and
+// control characters escaped; other bytes (UTF-8 included) copied as they are. Small on
+// purpose, so that a plugin writing a little JSON needs no JSON library.
+inline void append_json_escaped(std::string& out, std::string_view s) {
   static constexpr char kHex[] = "0123456789abcdef";
-  std::string out;
-  out.reserve(s.size() + 2);
   for (char ch : s) {
     auto c = static_cast<unsigned char>(ch);
     switch (ch) {
@@ -78,6 +77,12 @@ inline std::string json_escape(std::string_view s) {
         }
     }
   }
+}
+// The same as a new string.
+inline std::string json_escape(std::string_view s) {
+  std::string out;
+  out.reserve(s.size() + 2);
+  append_json_escaped(out, s);
   return out;
 }
 
@@ -88,6 +93,10 @@ struct Principal {
 
 struct Header {
   std::string name, value;
+};
+// A header borrowed from the caller's buffers (nothing copied until the host takes it).
+struct HeaderRef {
+  std::string_view name, value;
 };
 
 // A response to send: status, body, content type (default application/json), extra headers.
@@ -122,6 +131,26 @@ struct CError {  // the same for an error answer
   }
   std::vector<kg_header> hs;
   kg_error c{};
+};
+// Borrowed headers as the C ABI's kg_header array: inline for a few, allocated beyond.
+class CHeaderRefs {
+ public:
+  explicit CHeaderRefs(std::span<const HeaderRef> hs) : n_(hs.size()) {
+    kg_header* out = inline_;
+    if (n_ > kInline) {
+      heap_.resize(n_);
+      out = heap_.data();
+    }
+    for (std::size_t i = 0; i < n_; ++i) out[i] = kg_header{str(hs[i].name), str(hs[i].value)};
+  }
+  const kg_header* data() const { return n_ > kInline ? heap_.data() : inline_; }
+  std::size_t size() const { return n_; }
+
+ private:
+  static constexpr std::size_t kInline = 8;
+  std::size_t n_;
+  kg_header inline_[kInline]{};
+  std::vector<kg_header> heap_;
 };
 inline void log_error(const kg_host_api* api, kg_plugin_ctx* ctx, std::string_view msg) {
   if (api && ctx) api->log(ctx, nullptr, KG_LOG_ERROR, str(msg));
@@ -170,12 +199,30 @@ class Responder {
     r.headers = headers;
     complete(r);
   }
+  // The same with headers borrowed from the caller's buffers: nothing is copied on the way.
+  void proceed(std::span<const HeaderRef> headers) {
+    if (!r_) return;
+    detail::CHeaderRefs hs(headers);
+    kg_response c{};
+    c.struct_size = sizeof c;
+    c.status = 0;
+    c.headers = hs.data();
+    c.header_count = hs.size();
+    api_->complete(std::exchange(r_, nullptr), &c);
+  }
   // The contract's error JSON; `headers` (e.g. Retry-After) go with it.
   void error(uint16_t status, std::string_view code, std::string_view message,
              const std::vector<Header>& headers = {}) {
     if (!r_) return;
     detail::CError e(status, code, message, headers);
     api_->reply_error(nullptr, std::exchange(r_, nullptr), &e.c);
+  }
+  void error(uint16_t status, std::string_view code, std::string_view message,
+             std::span<const HeaderRef> headers) {
+    if (!r_) return;
+    detail::CHeaderRefs hs(headers);
+    kg_error e{sizeof(kg_error), status, str(code), str(message), hs.data(), hs.size()};
+    api_->reply_error(nullptr, std::exchange(r_, nullptr), &e);
   }
 
  private:

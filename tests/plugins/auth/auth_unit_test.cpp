@@ -1,6 +1,7 @@
 // Pure cores of the auth plugin: key extraction, the keys file, fixed windows and headers.
 #include <gtest/gtest.h>
 
+#include <limits>
 #include <map>
 #include <optional>
 #include <string>
@@ -139,14 +140,36 @@ TEST(RateLimit, ExactLimitAndHeaders) {
   EXPECT_EQ(ok.remaining, 0);
   auto over = judge(101, 100, w);
   EXPECT_FALSE(over.allowed);
-  auto h = rate_limit_headers(over, "FREE", 60);
+  RateLimitPolicy policy("FREE", 100, 60);
+  RateLimitHeaders h(over, policy);
   std::map<std::string, std::string> m;
-  for (auto& p : h) m[p.name] = p.value;
+  h.for_each([&](std::string_view n, std::string_view v) { m[std::string(n)] = v; });
+  EXPECT_EQ(m.size(), h.size());
   EXPECT_EQ(m["X-RateLimit-Limit"], "100");
   EXPECT_EQ(m["X-RateLimit-Remaining"], "0");
   EXPECT_EQ(m["X-RateLimit-Reset"], "42");
   EXPECT_EQ(m["RateLimit-Policy"], "\"FREE\";q=100;w=60");
   EXPECT_EQ(m["RateLimit"], "\"FREE\";r=0;t=42");
   EXPECT_EQ(m["Retry-After"], "42");
-  EXPECT_EQ(rate_limit_headers(ok, "FREE", 60).size(), 5u);
+  std::size_t allowed_headers = 0;
+  RateLimitHeaders(ok, policy).for_each([&](std::string_view n, std::string_view) {
+    EXPECT_NE(n, "Retry-After");
+    ++allowed_headers;
+  });
+  EXPECT_EQ(allowed_headers, 5u);
+  EXPECT_THROW(RateLimitPolicy(std::string(33, 'T'), 1, 60), std::invalid_argument);
+}
+
+TEST(RateLimit, LongestTierAndLargestNumbersFitTheHeaderBuffers) {
+  const std::string tier(kMaxTierName, 'T');
+  constexpr int64_t kBig = std::numeric_limits<int64_t>::max();
+  RateLimitPolicy policy(tier, kBig, 86400);
+  Verdict v{false, kBig, kBig, kBig};
+  std::map<std::string, std::string> m;
+  RateLimitHeaders(v, policy).for_each(
+      [&](std::string_view n, std::string_view val) { m[std::string(n)] = val; });
+  EXPECT_EQ(m["RateLimit"],
+            "\"" + tier + "\";r=" + std::to_string(kBig) + ";t=" + std::to_string(kBig));
+  EXPECT_EQ(m["RateLimit-Policy"], "\"" + tier + "\";q=" + std::to_string(kBig) + ";w=86400");
+  EXPECT_EQ(m["Retry-After"], std::to_string(kBig));
 }
