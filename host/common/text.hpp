@@ -21,4 +21,12 @@ inline std::string to_hex(uint64_t v) {
   return to_hex(std::string_view(bytes, sizeof bytes));
 }
 
+// True when `s` holds a CR or LF, which would end a header line early. One pass: the
+// string_view find_first_of("\r\n") would call memchr once per character of `s`.
+inline bool has_line_break(std::string_view s) {
+  for (char c : s)
+    if (c == '\r' || c == '\n') return true;
+  return false;
+}
+
 }  // namespace kghost

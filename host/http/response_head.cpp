@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <boost/beast/http.hpp>
 
+#include "common/text.hpp"
+
 namespace kghost {
 namespace {
 
@@ -50,8 +52,8 @@ void write_head(std::string& out, uint16_t status, std::string_view content_type
   out += "\r\nX-Request-Id: ";
   out += request_id;
   for (auto& [name, value] : headers) {
-    if (writer_owned(name) || name.empty() || name.find_first_of(":\r\n") != std::string::npos ||
-        value.find_first_of("\r\n") != std::string::npos)
+    if (writer_owned(name) || name.empty() || name.find(':') != std::string::npos ||
+        has_line_break(name) || has_line_break(value))
       continue;  // never let a header split the response or repeat one of ours
     out += "\r\n";
     out += name;

@@ -9,6 +9,8 @@
 #include <cstring>
 #include <string_view>
 
+#include "common/text.hpp"
+
 namespace kghost::abi {
 
 inline std::string_view sv(kg_str s) {
@@ -23,13 +25,13 @@ inline kg_status to_sink(kg_sink_fn sink, void* ud, std::string_view text) {
   return KG_OK;
 }
 
-inline bool header_safe(std::string_view s) {
-  return s.find_first_of("\r\n") == std::string_view::npos;
-}
-// [A-Za-z0-9._-]+: header names, methods, queue names.
+inline bool header_safe(std::string_view s) { return !has_line_break(s); }
+// [A-Za-z0-9._-]+: header names, methods, queue names. ASCII compares: std::isalnum would
+// consult the locale for every byte of every header a plugin adds.
 inline bool token(std::string_view s) {
   return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) {
-    return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.';
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+           c == '_' || c == '.';
   });
 }
 

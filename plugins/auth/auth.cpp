@@ -259,7 +259,8 @@ class Auth final : public sdk::Plugin {
       return Flow::done;
     }
     std::string tenant(p->tenant_id);
-    refresh_stored_tier(tenant);
+    const int64_t now_ms = unix_ms();
+    refresh_stored_tier(tenant, now_ms);
     std::string tier_name = effective_tier(tenant, p->tier);
     auto t = settings_.tiers.find(tier_name);
     if (t == settings_.tiers.end()) {
@@ -278,7 +279,7 @@ class Auth final : public sdk::Plugin {
     }
 
     // The tier table is read-only after construction: the callback may keep a pointer to it.
-    const Window w = window_at(unix_ms(), settings_.window_s);
+    const Window w = window_at(now_ms, settings_.window_s);
     thread_local std::string key;  // reused: no allocation per request for the counter key
     key.clear();
     append_counter_key(key, tenant, w.start_s);
@@ -359,9 +360,8 @@ class Auth final : public sdk::Plugin {
 
   // Starts a background read of the tenant's stored tier when the last one is older than
   // tier_refresh_ms; this request goes on with what is known now.
-  void refresh_stored_tier(const std::string& tenant) {
+  void refresh_stored_tier(const std::string& tenant, int64_t now) {
     if (settings_.tier_refresh_ms <= 0) return;
-    const int64_t now = unix_ms();
     {
       std::lock_guard lock(refresh_mu_);
       int64_t& due = refresh_due_[tenant];
