@@ -5,7 +5,6 @@
 #include <kghost/plugin.h>
 
 #include <algorithm>
-#include <cctype>
 #include <cstring>
 #include <string_view>
 
