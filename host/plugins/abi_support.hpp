@@ -6,9 +6,8 @@
 
 #include <algorithm>
 #include <cstring>
+#include <kghost/sdk/text.hpp>
 #include <string_view>
-
-#include "common/text.hpp"
 
 namespace kghost::abi {
 
@@ -24,7 +23,7 @@ inline kg_status to_sink(kg_sink_fn sink, void* ud, std::string_view text) {
   return KG_OK;
 }
 
-inline bool header_safe(std::string_view s) { return !has_line_break(s); }
+inline bool header_safe(std::string_view s) { return !sdk::has_line_break(s); }
 // [A-Za-z0-9._-]+: header names, methods, queue names. ASCII compares: std::isalnum would
 // consult the locale for every byte of every header a plugin adds.
 inline bool token(std::string_view s) {

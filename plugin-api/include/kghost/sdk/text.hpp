@@ -1,5 +1,6 @@
-// Small text helpers shared by plugins: hex encoding and scope lists. Header-only, no
-// dependency beyond the standard library. The host uses them too (host/common/text.hpp).
+// Small text helpers shared by plugins: hex encoding, scope lists, header value checks.
+// Header-only, no dependency beyond the standard library. The host uses them too
+// (host/common/text.hpp).
 #pragma once
 
 #include <string>
@@ -38,6 +39,14 @@ bool for_each_scope(std::string_view list, Visit&& visit) {
 // True when the space-separated `list` holds `scope`.
 inline bool has_scope(std::string_view list, std::string_view scope) {
   return !for_each_scope(list, [&](std::string_view s) { return s != scope; });
+}
+
+// True when `s` holds a CR or LF, which would end a header line early. One pass: the
+// string_view find_first_of("\r\n") would call memchr once per character of `s`.
+inline bool has_line_break(std::string_view s) {
+  for (char c : s)
+    if (c == '\r' || c == '\n') return true;
+  return false;
 }
 
 }  // namespace kghost::sdk
