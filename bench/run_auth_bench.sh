@@ -16,7 +16,7 @@ BUILD=${BUILD:-build/release}
 THREADS=${THREADS:-0 1}
 if [[ -z ${KG_BENCH_NO_BUILD:-} ]]; then
   [[ -d $BUILD ]] || cmake --preset release >/dev/null
-  cmake --build "$BUILD" --target kghost kg_auth kg_devkeys kg_hello -j2 >/dev/null
+  cmake --build "$BUILD" --target kghost kg_auth kg_devkeys kg_hello kg_store_redis -j2 >/dev/null
 fi
 WORK=$(mktemp -d /tmp/kghost-auth-bench.XXXXXX)
 pids=()
