@@ -64,3 +64,15 @@ summary() {
 }
 med_of() { awk -v s="$1" -v c="$2" '$1==s{print $c}' "$WORK/results" | median; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.2f", a / b}'; }
+
+# launch_kghost BUILD NAME: runs BUILD/bin/kghost on $WORK/NAME.toml at a free port, sets
+# pid_NAME and port_NAME, adds the pid to pids and waits until the authenticated route answers.
+launch_kghost() {
+  local build=$1 name=$2 port
+  port=$(free_port)
+  "$build/bin/kghost" --config "$WORK/$name.toml" --listen "127.0.0.1:$port" >"$WORK/$name.log" 2>&1 &
+  pids+=($!)
+  printf -v "pid_$name" %s "$!"
+  printf -v "port_$name" %s "$port"
+  wait_http "http://127.0.0.1:$port/api/v1/health" -H 'X-API-Key: kg_dev_bob'
+}

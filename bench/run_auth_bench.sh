@@ -54,12 +54,7 @@ limit = 1000000000
 name = "devkeys"
 enabled = true
 TOML
-  port=$(free_port)
-  "$BUILD/bin/kghost" --config "$WORK/$name.toml" --listen "127.0.0.1:$port" >"$WORK/$name.log" 2>&1 &
-  pids+=($!)
-  printf -v "pid_$name" %s "$!"
-  printf -v "port_$name" %s "$port"
-  wait_http "http://127.0.0.1:$port/api/v1/health" -H 'X-API-Key: kg_dev_bob'
+  launch_kghost "$BUILD" "$name"
 }
 
 configs=()
