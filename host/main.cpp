@@ -14,6 +14,8 @@
 #include "http/server.hpp"
 #include "plugins/generation.hpp"
 #include "plugins/store_selection.hpp"
+#include "reload/reloader.hpp"
+#include "reload/retirer.hpp"
 #include "telemetry/health_board.hpp"
 #include "version.hpp"
 
@@ -29,6 +31,7 @@ constexpr const char* kUsage = R"(usage: kghost [--config FILE.toml] [--listen H
                   ("127.0.0.1:PORT" and a newline) to P atomically; removed on a clean stop
   --check         parse the config, load and initialise every enabled plugin, print what was
                   found, and exit 0 (or 2 on a problem), like nginx -t
+Signals: SIGTERM/SIGINT drain and stop; SIGHUP reloads the config (as POST /admin/reload).
 Environment: KG_LISTEN, KG_MODE (dev|production), REDIS_URL, KG_DATA_DIR and any ${NAME} the
 config uses. Exit codes: 0 clean stop, 2 bad config or plugin, 1 anything else.
 )";
@@ -84,30 +87,38 @@ kghost::HealthReport store_report(const kghost::Store& store) {
 }
 
 // --check: what the config and the plugins amount to, then "configuration ok".
-void print_check(const kghost::HostConfig& cfg, const kghost::Pipeline& pipeline,
+void print_check(const kghost::HostConfig& cfg, const kghost::Router& router,
                  const kghost::Generation& plugins, const kghost::Store& store) {
   nlohmann::json routes = nlohmann::json::array();
-  for (auto* r : pipeline.router().routes())
-    routes.push_back(r->method + " " + r->path + " (" + r->owner + ")");
+  for (auto* r : router.routes()) routes.push_back(r->method + " " + r->path + " (" + r->owner + ")");
   nlohmann::json report = {{"config", cfg.source},          {"mode", cfg.mode},
                            {"listen", cfg.server.listen},   {"store", store.health().backend},
                            {"plugins", plugins.describe()}, {"routes", routes}};
   std::cout << report.dump(2) << "\nconfiguration ok\n";
 }
 
-// Waits for SIGTERM/SIGINT, or stops at once when the ready file cannot be written (whoever
+// Serves until SIGTERM/SIGINT; each SIGHUP queues a reload (one runs at a time, so a SIGHUP
+// during a reload runs after it). Stops at once when the ready file cannot be written (whoever
 // waits for it would wait forever). Returns the exit code.
-int wait_for_stop(const kghost::HostConfig& cfg, const Options& opts, const sigset_t& signals,
-                  const std::string& address, kghost::Logger& log) {
+int serve_until_stopped(const kghost::HostConfig& cfg, const Options& opts,
+                        const sigset_t& signals, const std::string& address,
+                        kghost::Reloader& reloader, kghost::Logger& log) {
   if (auto err = opts.ready_file ? write_ready_file(*opts.ready_file, address) : ""; !err.empty()) {
     log.error(err + "; stopping");
     return 1;
   }
-  int sig = 0;
-  sigwait(&signals, &sig);
-  log.info(std::string("received ") + (sig == SIGINT ? "SIGINT" : "SIGTERM") +
-           ": draining (up to " + std::to_string(cfg.server.drain_timeout.count()) + " s)");
-  return 0;
+  for (;;) {
+    int sig = 0;
+    sigwait(&signals, &sig);
+    if (sig == SIGHUP) {
+      log.info("received SIGHUP: reloading " + cfg.source);
+      reloader.request();
+      continue;
+    }
+    log.info(std::string("received ") + (sig == SIGINT ? "SIGINT" : "SIGTERM") +
+             ": draining (up to " + std::to_string(cfg.server.drain_timeout.count()) + " s)");
+    return 0;
+  }
 }
 
 // Turns not ready, lets in-flight requests finish (up to the drain timeout), ends the streams.
@@ -122,9 +133,27 @@ void drain(const kghost::HostConfig& cfg, kghost::HostState& state, kghost::Pipe
              " requests were still in flight at the drain timeout");
 }
 
+// The config as the command line and the environment make it; read again by each reload.
+kghost::HostConfig read_config(const Options& opts) {
+  auto env = kghost::process_env();
+  kghost::HostConfig cfg =
+      opts.config
+          ? kghost::load_config_file(*opts.config, env)
+          : kghost::parse_config(kghost::embedded_dev_config(), "<embedded config/dev.toml>",
+                                 std::filesystem::current_path(), env);
+  if (opts.listen) {
+    if (!kghost::parse_listen(*opts.listen))
+      throw kghost::ConfigError("--listen \"" + *opts.listen +
+                                "\" is not HOST:PORT with an IP address and a port 0-65535");
+    cfg.server.listen = *opts.listen;
+  }
+  if (cfg.plugin_dir.empty()) cfg.plugin_dir = default_plugin_dir();
+  return cfg;
+}
+
 // Wires the host's parts in dependency order, serves until told to stop, and stops them in
-// reverse. The store, the health board and the plugin generation are made here and nowhere
-// else.
+// reverse. The store, the health board, the generations and the reloader are made here and
+// nowhere else.
 int run(kghost::HostConfig& cfg, const Options& opts, const sigset_t& signals) {
   using namespace kghost;
   Logger log(cfg.log_level);
@@ -132,42 +161,64 @@ int run(kghost::HostConfig& cfg, const Options& opts, const sigset_t& signals) {
   WorkerPool pool(std::max(2u, std::thread::hardware_concurrency()));
   std::unique_ptr<Store> store = make_configured_store(cfg.store, metrics.registry(), log);
   EventBus bus(pool, metrics.registry(), log);
-  TaskRunner tasks(pool);
   Pipeline pipeline(log);
   HealthBoard health([&store] { return store_report(*store); });
-  HostServices services{
-      log, metrics, *store, bus, pool, health, cfg.mode, cfg.data_dir, cfg.data_dir.string()};
-  auto plugins = std::make_shared<Generation>(services, pipeline, tasks);
-  health.attach(plugins);
+  QueueShelf queues;
+  HostServices services{log,    metrics,  *store,   bus,
+                        pool,   queues,   health,   cfg.mode,
+                        cfg.data_dir, cfg.data_dir.string()};
+  Retirer retirer;  // generations no request reaches any more are stopped and destroyed there
   HostState state;
-  if (auto err = register_host_routes(pipeline, {health, *plugins, state, pool}); !err.empty())
-    throw std::runtime_error(err);
+  std::unique_ptr<Reloader> reloader;
+  HostRouteSources sources{
+      health, state, pool, [&reloader] { return reloader->describe(); },
+      [&reloader](HostRouteSources::ReloadDone done) {
+        reloader->request([done = std::move(done)](const ReloadOutcome& o) {
+          done(o.ok, o.to_json());
+        });
+      }};
+  auto host_routes = [&sources](RouteTable::Builder& table) {
+    return register_host_routes(table, sources);
+  };
 
-  plugins->build(cfg);  // a store provider plugin comes first (config.hpp, StoreConfig)
+  auto plugins = Generation::make(services, 1, retirer.retire());
+  RouteTable::Builder table;
+  if (auto err = host_routes(table); !err.empty()) throw std::runtime_error(err);
+  plugins->build(cfg, table);  // a store provider plugin comes first (config.hpp, StoreConfig)
   require_store_provider(*store, cfg.store);
   if (opts.check) {
-    print_check(cfg, pipeline, *plugins, *store);
+    print_check(cfg, table.router(), *plugins, *store);
     plugins->stop();
     return 0;
   }
-  plugins->start();
-  pipeline.publish();  // serve the routes, filters and observers set up above
+  plugins->start(table);
+  pipeline.publish(table.build());  // serve the routes, filters and observers set up above
+  health.attach(plugins);
+  reloader = std::make_unique<Reloader>(
+      Reloader::Parts{services, pipeline, health, retirer, [&opts] { return read_config(opts); },
+                      host_routes},
+      cfg, plugins);
 
   HttpServer server(cfg.server, pipeline, log);
   server.start();
-  tasks.start();
+  plugins->go_live();
   state.ready = true;
   log.info("listening on " + server.local_address() + " (mode " + cfg.mode + ", config " +
            cfg.source + ", " + std::to_string(plugins->size()) + " plugins)");
-  int exit_code = wait_for_stop(cfg, opts, signals, server.local_address(), log);
+  plugins.reset();  // the reloader holds the serving generation; a reload may replace it
+  int exit_code =
+      serve_until_stopped(cfg, opts, signals, server.local_address(), *reloader, log);
   drain(cfg, state, pipeline, server, log);
-  tasks.stop();
+  plugins = reloader->current();
+  reloader->stop();  // no reload starts from here on
   plugins->stop();
   server.stop();
   bus.stop();
   store->stop();
   pool.stop();
-  plugins->destroy();
+  pipeline.publish(RouteTable::Builder().build());
+  plugins.reset();
+  retirer.finish();  // every generation is destroyed, in the order they went
   if (opts.ready_file) {
     std::error_code ec;
     std::filesystem::remove(*opts.ready_file, ec);
@@ -215,24 +266,13 @@ int main(int argc, char** argv) {
   sigemptyset(&signals);
   sigaddset(&signals, SIGTERM);
   sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGHUP);  // reload (by default it would end the process)
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   signal(SIGPIPE, SIG_IGN);
   raise_fd_limit();
 
   try {
-    auto env = kghost::process_env();
-    kghost::HostConfig cfg =
-        opts.config
-            ? kghost::load_config_file(*opts.config, env)
-            : kghost::parse_config(kghost::embedded_dev_config(), "<embedded config/dev.toml>",
-                                   std::filesystem::current_path(), env);
-    if (opts.listen) {
-      if (!kghost::parse_listen(*opts.listen))
-        throw kghost::ConfigError("--listen \"" + *opts.listen +
-                                  "\" is not HOST:PORT with an IP address and a port 0-65535");
-      cfg.server.listen = *opts.listen;
-    }
-    if (cfg.plugin_dir.empty()) cfg.plugin_dir = default_plugin_dir();
+    kghost::HostConfig cfg = read_config(opts);
     return run(cfg, opts, signals);
   } catch (const kghost::ConfigError& e) {
     std::cerr << "kghost: config error: " << e.what() << "\n";

@@ -44,9 +44,21 @@ class HostRoute final : public Handler {
   std::function<void(Exchange&)> fn_;
 };
 
+// The reload's answer: 200 with what changed, or 422 reload_failed saying why (the contract's
+// error JSON, with the outcome beside it).
+HttpResponse reload_answer(bool ok, const nlohmann::json& outcome, std::string_view request_id) {
+  if (ok) return json_response(200, outcome);
+  HttpResponse r = error_response(422, "reload_failed", outcome.value("reason", "reload failed"),
+                                  request_id);
+  auto body = nlohmann::json::parse(r.body);
+  body["reload"] = outcome;
+  r.body = body.dump();
+  return r;
+}
+
 }  // namespace
 
-std::string register_host_routes(Pipeline& pipeline, const HostRouteSources& sources) {
+std::string register_host_routes(RouteTable::Builder& table, const HostRouteSources& sources) {
   auto add = [&](std::string method, std::string path, std::string scopes, bool is_public,
                  std::string summary, std::function<void(Exchange&)> fn) {
     RouteInfo info;
@@ -56,8 +68,7 @@ std::string register_host_routes(Pipeline& pipeline, const HostRouteSources& sou
     info.is_public = is_public;
     info.owner = "host";
     info.summary = std::move(summary);
-    return pipeline.add_route(std::move(info),
-                              HandlerEntry{std::make_shared<HostRoute>(std::move(fn))});
+    return table.add_route(std::move(info), HandlerEntry{std::make_shared<HostRoute>(std::move(fn))});
   };
   std::string err;
   auto check = [&](std::string e) {
@@ -81,7 +92,17 @@ std::string register_host_routes(Pipeline& pipeline, const HostRouteSources& sou
             }));
   check(add("GET", "/admin/plugins", "admin", false, "The loaded plugins",
             [&plugins = sources.plugins](Exchange& ex) {
-              ex.respond(json_response(200, {{"plugins", plugins.describe()}}));
+              ex.respond(json_response(200, {{"plugins", plugins()}}));
+            }));
+  check(add("POST", "/admin/reload", "admin", false,
+            "Reload the config (as SIGHUP): what changed, or why nothing did",
+            [&reload = sources.reload](Exchange& ex) {
+              std::optional<Responder> deferred = ex.defer();
+              if (!deferred) return;
+              auto responder = std::make_shared<Responder>(std::move(*deferred));
+              reload([responder](bool ok, const nlohmann::json& outcome) {
+                responder->complete(reload_answer(ok, outcome, responder->request_id()));
+              });
             }));
   check(add("GET", "/openapi.json", "", true, "This document",
             [](Exchange& ex) { ex.respond(json_response(200, openapi(ex.routes().router()))); }));

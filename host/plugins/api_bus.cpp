@@ -25,7 +25,10 @@ kg_status api_bus_subscribe(kg_plugin_ctx* c, kg_str pattern, kg_bus_fn fn, void
     c->pending.subscriptions.push_back({std::string(sv(pattern)), fn, ud});
     return KG_OK;
   }
-  return subscribe(c->services.bus, c->name, sv(pattern), fn, ud) ? KG_OK : KG_ERR_INVALID;
+  uint64_t id = subscribe(c->services.bus, c->name, sv(pattern), fn, ud);
+  if (id == 0) return KG_ERR_INVALID;
+  c->subscriptions.push_back(id);
+  return KG_OK;
 }
 
 }  // namespace

@@ -1,4 +1,6 @@
 // Durable queue slots: open (per plugin, under the data dir), append, consume, dead letters.
+// A kg_queue is the instance's handle on a queue of the shelf (shared_queues.hpp), so that an
+// old and a new instance of one plugin reach the same queue across a reload.
 #include "plugins/abi_support.hpp"
 #include "plugins/host_api.hpp"
 #include "plugins/instance.hpp"
@@ -11,7 +13,8 @@ using abi::ks;
 using abi::sv;
 using abi::token;
 
-DurableQueue* q_of(kg_queue* q) { return reinterpret_cast<DurableQueue*>(q); }
+QueueHandle* handle_of(kg_queue* q) { return reinterpret_cast<QueueHandle*>(q); }
+DurableQueue* q_of(kg_queue* q) { return &handle_of(q)->shared->queue(); }
 kg_queue* api_queue_open(kg_plugin_ctx* c, kg_str name, const kg_queue_options* options) {
   if (!c || !c->setting_up()) return nullptr;
   std::string n(sv(name));
@@ -27,8 +30,11 @@ kg_queue* api_queue_open(kg_plugin_ctx* c, kg_str name, const kg_queue_options* 
   if (o.max_bytes) opts.max_bytes = o.max_bytes;
   if (o.retry_backoff_ms) opts.retry_backoff = std::chrono::milliseconds(o.retry_backoff_ms);
   try {
-    c->queues.push_back(DurableQueue::open(opts, c->services.pool, c->services.metrics.registry(),
-                                           c->services.log));
+    auto shared = c->services.queues.open(opts.name, [&] {
+      return DurableQueue::open(opts, c->services.pool, c->services.metrics.registry(),
+                                c->services.log);
+    });
+    c->queues.push_back(std::make_unique<QueueHandle>(QueueHandle{c, std::move(shared)}));
   } catch (const std::exception& e) {
     c->error = std::string("cannot open durable queue ") + opts.name + ": " + e.what();
     c->services.log.log(LogLevel::error, c->name, c->error);
@@ -55,7 +61,8 @@ thread_local std::string consumer_reason;  // set by queue_fail_reason during a 
 void api_queue_fail_reason(kg_str reason) { consumer_reason = sv(reason); }
 kg_status api_queue_consume(kg_queue* q, kg_consume_fn fn, void* ud) {
   if (!q || !fn) return KG_ERR_INVALID;
-  q_of(q)->consume([fn, ud](const QueueEntry& e, std::string& error) {
+  auto* handle = handle_of(q);
+  handle->shared->offer(handle->owner, [fn, ud](const QueueEntry& e, std::string& error) {
     kg_queue_entry ce{sizeof(kg_queue_entry), e.id, e.attempt, ks(e.data), ks(e.last_error)};
     consumer_reason.clear();
     kg_status st = fn(ud, &ce);
@@ -64,6 +71,7 @@ kg_status api_queue_consume(kg_queue* q, kg_consume_fn fn, void* ud) {
                                     : std::move(consumer_reason);
     return DurableQueue::Outcome::retry;
   });
+  if (handle->owner->live) handle->shared->activate(handle->owner);  // consumes from now on
   return KG_OK;
 }
 kg_status api_queue_consume_batch(kg_queue* q, uint32_t max_batch, kg_consume_batch_fn fn,

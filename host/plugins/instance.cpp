@@ -13,7 +13,13 @@ kg_plugin_ctx::kg_plugin_ctx(const kghost::HostServices& host, const kghost::Plu
       required(entry.required),
       config(entry.config),
       config_text(entry.config.dump()),
-      store_prefix("plugin/" + entry.name + "/") {}
+      store_prefix("plugin/" + entry.name + "/"),
+      tasks(host.pool) {}
+
+kg_plugin_ctx::~kg_plugin_ctx() {
+  stop();
+  destroy();
+}
 
 std::string kg_plugin_ctx::create() {
   state = State::creating;
@@ -35,9 +41,18 @@ std::string kg_plugin_ctx::start() {
   return "";
 }
 
+void kg_plugin_ctx::go_live() {
+  if (live.exchange(true)) return;
+  tasks.start();
+  for (auto& q : queues) q->shared->activate(this);
+}
+
 void kg_plugin_ctx::stop() {
+  tasks.stop();
+  for (auto id : subscriptions) services.bus.unsubscribe(id);
+  subscriptions.clear();
   if (state == State::started && descriptor().stop) descriptor().stop(instance_);
-  for (auto& q : queues) q->stop();
+  for (auto& q : queues) q->shared->release(this);
   if (state == State::started) state = State::stopped;
 }
 

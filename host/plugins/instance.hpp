@@ -1,10 +1,13 @@
 // One plugin instance (opaque to plugins as kg_plugin_ctx): the library it was made from, its
 // lifecycle state and config, the primitives it opened, and what it registered while being
-// created. Its Generation drives it: create → start → stop → destroy.
+// created. Generations drive it: create → start → go live → stop → destroy. An instance kept
+// by a reload belongs to several generations at once (shared_ptr); the last one to go stops
+// and destroys it.
 #pragma once
 
 #include <kghost/plugin.h>
 
+#include <atomic>
 #include <deque>
 #include <filesystem>
 #include <memory>
@@ -16,7 +19,8 @@
 #include "plugins/library.hpp"
 #include "plugins/registrations.hpp"
 #include "plugins/services.hpp"
-#include "runtime/durable_queue.hpp"
+#include "plugins/shared_queues.hpp"
+#include "runtime/task_runner.hpp"
 #include "telemetry/health_board.hpp"
 
 // A health report being filled in by a plugin's reporter.
@@ -31,6 +35,12 @@ struct kg_store_space {
   std::string prefix;           // "shared/<name>/"
 };
 
+// An instance's hold on a queue of the shelf; handed to the plugin as kg_queue*.
+struct QueueHandle {
+  struct kg_plugin_ctx* owner;
+  std::shared_ptr<kghost::SharedQueue> shared;
+};
+
 struct kg_plugin_ctx {
   enum class State { loaded, creating, created, started, failed, stopped };
 
@@ -42,8 +52,13 @@ struct kg_plugin_ctx {
   // Each returns "" or why it failed (the plugin's set_error text, else its status).
   std::string create();  // registrations are held in `pending` until it returns ""
   std::string start();   // from created
-  void stop();           // from started; also stops its queues. Idempotent.
-  void destroy();        // drops its queues and destroys the plugin instance. Idempotent.
+  // Once its generation serves: its tasks run, its queue consumers take over. Idempotent.
+  void go_live();
+  // Stops its tasks and bus subscriptions, then the plugin (from started), then its queue
+  // consumers. Idempotent.
+  void stop();
+  void destroy();  // lets go of its queues and destroys the plugin instance. Idempotent.
+  ~kg_plugin_ctx();  // destroy()
   kghost::HealthReport health() const;  // failed: unhealthy with its error; else its reporter
   const kg_plugin_descriptor& descriptor() const { return library->descriptor(); }
 
@@ -66,11 +81,16 @@ struct kg_plugin_ctx {
   // The plugin's primitives.
   const std::string store_prefix;     // "plugin/<name>/": the plugin's own store keys
   std::deque<kg_store_space> spaces;  // shared key spaces it opened (stable addresses)
-  std::vector<std::unique_ptr<kghost::DurableQueue>> queues;
+  std::vector<std::unique_ptr<QueueHandle>> queues;
+  std::vector<uint64_t> subscriptions;  // bus subscription ids, unsubscribed at stop
+  kghost::TaskRunner tasks;             // its own, so that retiring it stops only its tasks
+  std::atomic<bool> live{false};        // go_live ran (a later queue consumer takes over at once)
   kg_health_fn health_fn = nullptr;
   void* health_ud = nullptr;
 
-  kghost::Registrations pending;  // made during create; committed by the generation
+  // Made during create. Routes, filters and observers go into the route table of every
+  // generation holding the instance; subscriptions and tasks are taken once.
+  kghost::Registrations pending;
 
  private:
   void* instance_ = nullptr;

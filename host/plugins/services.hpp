@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <string>
 
+#include "plugins/shared_queues.hpp"
 #include "runtime/event_bus.hpp"
 #include "runtime/worker_pool.hpp"
 #include "store/store.hpp"
@@ -20,6 +21,7 @@ struct HostServices {
   Store& store;
   EventBus& bus;
   WorkerPool& pool;           // runs the durable queues' consumers
+  QueueShelf& queues;         // durable queues by plugin and name, across a plugin's instances
   const HealthBoard& health;  // the /health document (health_render)
   std::string mode;
   std::filesystem::path data_dir;

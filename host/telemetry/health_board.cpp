@@ -11,19 +11,21 @@ void HealthBoard::attach(std::weak_ptr<const HealthSource> plugins) {
   plugins_ = std::move(plugins);
 }
 
+std::shared_ptr<const HealthSource> HealthBoard::source() const {
+  std::lock_guard lock(mutex_);
+  return plugins_.lock();
+}
+
 NamedReports HealthBoard::plugins() const {
-  std::shared_ptr<const HealthSource> source;
-  {
-    std::lock_guard lock(mutex_);
-    source = plugins_.lock();
-  }
-  return source ? source->health() : NamedReports{};
+  auto held = source();
+  return held ? held->health() : NamedReports{};
 }
 
 nlohmann::json HealthBoard::document() const {
   HealthStatus overall = HealthStatus::healthy;
   nlohmann::json list = nlohmann::json::object();
-  for (auto& [name, report] : plugins()) {
+  auto held = source();
+  for (auto& [name, report] : held ? held->health() : NamedReports{}) {
     overall = worst(overall, report.status);
     nlohmann::json entry = report.details.is_object() ? report.details : nlohmann::json::object();
     entry["status"] = to_string(report.status);
@@ -37,11 +39,13 @@ nlohmann::json HealthBoard::document() const {
   auto uptime =
       std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() - started_)
           .count();
-  return {{"status", to_string(overall)},
-          {"version", KGHOST_VERSION},
-          {"uptime_s", uptime},
-          {"store", store_json},
-          {"plugins", list}};
+  nlohmann::json doc = {{"status", to_string(overall)},
+                        {"version", KGHOST_VERSION},
+                        {"uptime_s", uptime},
+                        {"store", store_json},
+                        {"plugins", list}};
+  if (auto about = held ? held->about() : nullptr; !about.is_null()) doc["generation"] = about;
+  return doc;
 }
 
 }  // namespace kghost

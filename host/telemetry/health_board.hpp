@@ -27,6 +27,8 @@ class HealthSource {
   virtual ~HealthSource() = default;
   // [any] Each part's report, by name, in order. Runs plugin code: never on an I/O thread.
   virtual NamedReports health() const = 0;
+  // [any] What the /health document shows of the source itself ("generation"), or null.
+  virtual nlohmann::json about() const { return nullptr; }
 };
 
 class HealthBoard {
@@ -42,10 +44,13 @@ class HealthBoard {
   // [any] The attached plugins' reports (runs their reporters).
   NamedReports plugins() const;
   // [any] {"status", "version", "uptime_s", "store", "plugins"}: the overall status is the
-  // worst plugin's, or degraded when the store is (an unhealthy store degrades the host).
+  // worst plugin's, or degraded when the store is (an unhealthy store degrades the host); plus
+  // "generation" when the plugins say which one they are.
   nlohmann::json document() const;
 
  private:
+  std::shared_ptr<const HealthSource> source() const;
+
   StoreProbe store_;
   std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
   mutable std::mutex mutex_;  // guards plugins_ (never held while a reporter runs)
