@@ -225,6 +225,11 @@ KgHost::KgHost(const std::string& config_toml, std::map<std::string, std::string
 
 KgHost::~KgHost() = default;
 
+void KgHost::rewrite_config(const std::string& config_toml) {
+  auto tmp = write_file(dir_, "kghost.toml.next", config_toml);
+  std::filesystem::rename(tmp, config_path_);
+}
+
 void KgHost::launch() {
   auto env = env_;
   env.emplace("KG_PLUGIN_DIR", plugin_dir());

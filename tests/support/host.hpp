@@ -74,6 +74,10 @@ class KgHost {
     return http(port(), "POST", target, headers, body);
   }
   std::string log() const { return proc_->output(); }
+  // Replaces the config file the process was started with (atomically: a reload never reads
+  // half of it); send SIGHUP or POST /admin/reload to apply it.
+  void rewrite_config(const std::string& config_toml);
+  const std::string& config_path() const { return config_path_; }
   // SIGKILL and start again with the same config and data dir, on a new port.
   void restart_after_kill();
 
