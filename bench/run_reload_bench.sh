@@ -68,7 +68,6 @@ URL="http://127.0.0.1:$PORT"
 KG=$!; pids+=("$KG")
 for _ in $(seq 200); do curl -sf "$URL/health/ready" >/dev/null && break; sleep 0.05; done
 curl -sf -H 'X-API-Key: kg_dev_carol' "$URL/api/v1/health" >/dev/null
-python3 "$PEERS/gen_stripe_requests.py" --n 400000 --prefix "rl$$" --out "$WORK/reqs.txt"
 
 generation() { curl -s "$URL/health" | python3 -c 'import json,sys; print(json.load(sys.stdin)["generation"]["number"])'; }
 received() { curl -s "$URL/webhooks/stripe/health" | python3 -c 'import json,sys; print(json.load(sys.stdin)["received"])'; }
@@ -96,6 +95,8 @@ echo "== kghost reload bench: $(nproc) cores, wrk -t1 -c$CONNS auth + -c$WH_CONN
 fail=0
 for round in $(seq "$ROUNDS"); do
   for phase in steady reloading; do
+    # Fresh event ids for every round: a replayed id is a (correct) duplicate, never received.
+    python3 "$PEERS/gen_stripe_requests.py" --n 150000 --prefix "rl$$r${round}${phase}" --out "$WORK/reqs.txt"
     before=$(received)
     wrk -t1 -c"$CONNS" -d"${DUR}s" --latency -H 'X-API-Key: kg_dev_carol' "$URL/api/v1/health" >"$WORK/auth.out" 2>&1 &
     wa=$!
@@ -108,7 +109,8 @@ for round in $(seq "$ROUNDS"); do
     # Every acknowledged webhook is counted as received once the plugin has it (it is durable
     # before the 200); give the counter a moment to catch up, never more than 5 s.
     acked=$(($(total "$wh") - $(non2xx "$wh")))
-    for _ in $(seq 500); do (($(received) - before >= acked)) && break; sleep 0.01; done
+    deadline=$((SECONDS + 5))
+    while (($(received) - before < acked && SECONDS < deadline)); do sleep 0.05; done
     got=$(($(received) - before))
     printf 'round %d %-9s auth: %8s req/s p50 %-8s p99 %-8s non2xx %s %s | webhooks: %7s req/s p99 %-8s acked %s received %s non2xx %s %s | generations %s→%s\n' \
       "$round" "$phase" "$(awk '/Requests\/sec/ {print $2}' <<<"$auth")" "$(field 50% "$auth")" "$(field 99% "$auth")" \
