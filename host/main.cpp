@@ -194,12 +194,11 @@ int run(kghost::HostConfig& cfg, const Options& opts, const sigset_t& signals) {
   plugins->start(table);
   pipeline.publish(table.build());  // serve the routes, filters and observers set up above
   health.attach(plugins);
+  HttpServer server(cfg.server, pipeline, log);
   reloader = std::make_unique<Reloader>(
       Reloader::Parts{services, pipeline, health, retirer, [&opts] { return read_config(opts); },
-                      host_routes},
+                      host_routes, [&server] { server.release_old_tables(); }},
       cfg, plugins);
-
-  HttpServer server(cfg.server, pipeline, log);
   server.start();
   plugins->go_live();
   state.ready = true;

@@ -134,6 +134,11 @@ void HttpServer::start() {
 
 std::string HttpServer::local_address() const { return impl_->local; }
 
+void HttpServer::release_old_tables() {
+  for (auto& w : impl_->workers)
+    net::post(w->ioc, [&pipeline = impl_->pipeline] { pipeline.table(); });  // refreshes its cache
+}
+
 bool HttpServer::drain(std::chrono::milliseconds timeout) {
   auto& s = *impl_;
   s.draining = true;

@@ -30,6 +30,10 @@ class HttpServer {
   // flight from their first byte, so a half-sent one is finished) and for the ended streams'
   // on_closed callbacks. True if all requests finished.
   bool drain(std::chrono::milliseconds timeout);
+  // [any] After Pipeline::publish: every I/O thread lets go of the table it cached, so an old
+  // table (and what its callbacks hold) goes once its last exchange ends, not at that
+  // thread's next request.
+  void release_old_tables();
   // Stops the I/O threads. Idempotent.
   void stop();
   uint64_t in_flight() const;

@@ -6,7 +6,9 @@
 // table's callbacks hold it, so it lives while any request may still reach it; when the last
 // reference goes it is handed to `retire`, which deletes it on a thread of its own (never an
 // I/O thread or a plugin callback), stopping and then destroying in reverse order the instances
-// no newer generation holds.
+// no newer generation holds. Bus subscriptions are made when a plugin's create succeeds (as
+// they always were), so a new instance hears the bus from then on even if its reload fails
+// later; retiring it unsubscribes it.
 #pragma once
 
 #include <chrono>

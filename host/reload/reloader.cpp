@@ -163,6 +163,7 @@ ReloadOutcome Reloader::reload() {
   } catch (const std::exception& e) {
     return failed(e.what());  // gen goes to the retirer: it stops and destroys what it made
   }
+  if (parts_.published) parts_.published();
   gen->go_live();
   parts_.health.attach(gen);
   {

@@ -47,6 +47,8 @@ class Reloader {
     std::function<HostConfig()> read_config;
     // Adds the host's own routes to a table being built; returns a conflict's text or "".
     std::function<std::string(RouteTable::Builder&)> host_routes;
+    // Called after a new table is published (the server lets go of the old one).
+    std::function<void()> published;
   };
   // Takes the first generation, built from `config` and already serving.
   Reloader(Parts parts, HostConfig config, std::shared_ptr<Generation> first);
