@@ -11,7 +11,8 @@ void SharedQueue::activate(const void* owner) {
   std::unique_lock lock(mutex_);
   auto it = offered_.find(owner);
   if (it == offered_.end()) return;
-  idle_.wait(lock, [&] { return !delivering_; });
+  // The queue delivers one entry at a time, so the next delivery (to the new consumer) starts
+  // only after the one in progress (to the old) has returned.
   active_ = it->second;
   active_owner_ = owner;
   if (std::exchange(consuming_, true)) return;
@@ -22,10 +23,11 @@ void SharedQueue::activate(const void* owner) {
 void SharedQueue::release(const void* owner) {
   std::unique_lock lock(mutex_);
   offered_.erase(owner);
-  if (active_owner_ != owner) return;
-  idle_.wait(lock, [&] { return !delivering_; });
-  active_ = nullptr;
-  active_owner_ = nullptr;
+  if (active_owner_ == owner) {
+    active_ = nullptr;
+    active_owner_ = nullptr;
+  }
+  idle_.wait(lock, [&] { return delivering_to_ != owner; });  // ends: nothing new reaches it
 }
 
 DurableQueue::Outcome SharedQueue::deliver(const QueueEntry& entry, std::string& error) {
@@ -37,13 +39,13 @@ DurableQueue::Outcome SharedQueue::deliver(const QueueEntry& entry, std::string&
       return DurableQueue::Outcome::retry;
     }
     consumer = active_;
-    delivering_ = true;
+    delivering_to_ = active_owner_;
   }
   struct Done {
     SharedQueue& q;
     ~Done() {
       std::lock_guard lock(q.mutex_);
-      q.delivering_ = false;
+      q.delivering_to_ = nullptr;
       q.idle_.notify_all();
     }
   } done{*this};

@@ -27,8 +27,8 @@ class SharedQueue {
   DurableQueue& queue() { return *queue_; }
   // [any] `owner`'s consumer, delivered to once activate(owner) ran.
   void offer(const void* owner, DurableQueue::Consumer consumer);
-  // [control] `owner`'s consumer (if it offered one) takes over, after the delivery in
-  // progress returned; the first activation starts delivery.
+  // [control] `owner`'s consumer (if it offered one) takes over from the next delivery, which
+  // starts only after the one in progress returned; the first activation starts delivery.
   void activate(const void* owner);
   // [control, never from a consumer] `owner` stops: nothing is delivered to it from now on
   // (waits for its delivery in progress). Entries wait for the next consumer.
@@ -40,7 +40,8 @@ class SharedQueue {
   std::unique_ptr<DurableQueue> queue_;
   std::mutex mutex_;  // guards everything below
   std::condition_variable idle_;
-  bool delivering_ = false, consuming_ = false;
+  bool consuming_ = false;
+  const void* delivering_to_ = nullptr;  // whose consumer runs now
   const void* active_owner_ = nullptr;
   DurableQueue::Consumer active_;
   std::map<const void*, DurableQueue::Consumer> offered_;
