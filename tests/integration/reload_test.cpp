@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 
+#include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -231,6 +232,30 @@ TEST_F(Reload, RestartOnlySettingsAreReportedNotApplied) {
   ASSERT_EQ(restart.size(), 1u) << r.body;
   EXPECT_NE(restart[0].get<std::string>().find("data_dir"), std::string::npos);
   EXPECT_NE(host_->log().find("needs a restart"), std::string::npos);
+}
+
+TEST_F(Reload, APluginFileRebuiltInPlaceIsReportedNotSilentlyKept) {
+  // The plugin loaded from a copy we can overwrite, as an operator copying a new build over it.
+  auto copy = (dir_.path() / "kg_reload_a.so").string();
+  std::filesystem::copy_file(test_plugin_dir() + "/kg_reload_a.so", copy);
+  auto cfg = [&](const std::string& value) {
+    auto s = config({{"reload_a", true, value}});
+    auto at = s.find("${KG_TEST_PLUGIN_DIR}/kg_reload_a.so");
+    return s.replace(at, std::string("${KG_TEST_PLUGIN_DIR}/kg_reload_a.so").size(), copy);
+  };
+  host_ = std::make_unique<KgHost>(cfg("one"));
+  ASSERT_TRUE(host_->wait_ready()) << host_->log();
+  {  // a "new build": other bytes at the same path
+    std::ofstream out(copy, std::ios::app | std::ios::binary);
+    out << "rebuilt";
+  }
+  host_->rewrite_config(cfg("two"));
+  auto r = admin_reload();
+  ASSERT_EQ(r.status, 200) << r.body;
+  auto warnings = body_json(r)["warnings"];
+  ASSERT_EQ(warnings.size(), 1u) << r.body;
+  EXPECT_NE(warnings[0].get<std::string>().find("new file name"), std::string::npos);
+  EXPECT_NE(host_->log().find("changed since it was loaded"), std::string::npos);
 }
 
 }  // namespace
