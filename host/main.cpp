@@ -90,7 +90,8 @@ kghost::HealthReport store_report(const kghost::Store& store) {
 void print_check(const kghost::HostConfig& cfg, const kghost::Router& router,
                  const kghost::Generation& plugins, const kghost::Store& store) {
   nlohmann::json routes = nlohmann::json::array();
-  for (auto* r : router.routes()) routes.push_back(r->method + " " + r->path + " (" + r->owner + ")");
+  for (auto* r : router.routes())
+    routes.push_back(r->method + " " + r->path + " (" + r->owner + ")");
   nlohmann::json report = {{"config", cfg.source},          {"mode", cfg.mode},
                            {"listen", cfg.server.listen},   {"store", store.health().backend},
                            {"plugins", plugins.describe()}, {"routes", routes}};
@@ -100,9 +101,9 @@ void print_check(const kghost::HostConfig& cfg, const kghost::Router& router,
 // Serves until SIGTERM/SIGINT; each SIGHUP queues a reload (one runs at a time, so a SIGHUP
 // during a reload runs after it). Stops at once when the ready file cannot be written (whoever
 // waits for it would wait forever). Returns the exit code.
-int serve_until_stopped(const kghost::HostConfig& cfg, const Options& opts,
-                        const sigset_t& signals, const std::string& address,
-                        kghost::Reloader& reloader, kghost::Logger& log) {
+int serve_until_stopped(const kghost::HostConfig& cfg, const Options& opts, const sigset_t& signals,
+                        const std::string& address, kghost::Reloader& reloader,
+                        kghost::Logger& log) {
   if (auto err = opts.ready_file ? write_ready_file(*opts.ready_file, address) : ""; !err.empty()) {
     log.error(err + "; stopping");
     return 1;
@@ -136,11 +137,10 @@ void drain(const kghost::HostConfig& cfg, kghost::HostState& state, kghost::Pipe
 // The config as the command line and the environment make it; read again by each reload.
 kghost::HostConfig read_config(const Options& opts) {
   auto env = kghost::process_env();
-  kghost::HostConfig cfg =
-      opts.config
-          ? kghost::load_config_file(*opts.config, env)
-          : kghost::parse_config(kghost::embedded_dev_config(), "<embedded config/dev.toml>",
-                                 std::filesystem::current_path(), env);
+  kghost::HostConfig cfg = opts.config ? kghost::load_config_file(*opts.config, env)
+                                       : kghost::parse_config(kghost::embedded_dev_config(),
+                                                              "<embedded config/dev.toml>",
+                                                              std::filesystem::current_path(), env);
   if (opts.listen) {
     if (!kghost::parse_listen(*opts.listen))
       throw kghost::ConfigError("--listen \"" + *opts.listen +
@@ -164,19 +164,17 @@ int run(kghost::HostConfig& cfg, const Options& opts, const sigset_t& signals) {
   Pipeline pipeline(log);
   HealthBoard health([&store] { return store_report(*store); });
   QueueShelf queues;
-  HostServices services{log,    metrics,  *store,   bus,
-                        pool,   queues,   health,   cfg.mode,
-                        cfg.data_dir, cfg.data_dir.string()};
+  HostServices services{log,    metrics, *store,   bus,          pool,
+                        queues, health,  cfg.mode, cfg.data_dir, cfg.data_dir.string()};
   Retirer retirer;  // generations no request reaches any more are stopped and destroyed there
   HostState state;
   std::unique_ptr<Reloader> reloader;
-  HostRouteSources sources{
-      health, state, pool, [&reloader] { return reloader->describe(); },
-      [&reloader](HostRouteSources::ReloadDone done) {
-        reloader->request([done = std::move(done)](const ReloadOutcome& o) {
-          done(o.ok, o.to_json());
-        });
-      }};
+  HostRouteSources sources{health, state, pool, [&reloader] { return reloader->describe(); },
+                           [&reloader](HostRouteSources::ReloadDone done) {
+                             reloader->request([done = std::move(done)](const ReloadOutcome& o) {
+                               done(o.ok, o.to_json());
+                             });
+                           }};
   auto host_routes = [&sources](RouteTable::Builder& table) {
     return register_host_routes(table, sources);
   };
@@ -205,8 +203,7 @@ int run(kghost::HostConfig& cfg, const Options& opts, const sigset_t& signals) {
   log.info("listening on " + server.local_address() + " (mode " + cfg.mode + ", config " +
            cfg.source + ", " + std::to_string(plugins->size()) + " plugins)");
   plugins.reset();  // the reloader holds the serving generation; a reload may replace it
-  int exit_code =
-      serve_until_stopped(cfg, opts, signals, server.local_address(), *reloader, log);
+  int exit_code = serve_until_stopped(cfg, opts, signals, server.local_address(), *reloader, log);
   drain(cfg, state, pipeline, server, log);
   plugins = reloader->current();
   reloader->stop();  // no reload starts from here on

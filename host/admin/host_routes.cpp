@@ -48,8 +48,8 @@ class HostRoute final : public Handler {
 // error JSON, with the outcome beside it).
 HttpResponse reload_answer(bool ok, const nlohmann::json& outcome, std::string_view request_id) {
   if (ok) return json_response(200, outcome);
-  HttpResponse r = error_response(422, "reload_failed", outcome.value("reason", "reload failed"),
-                                  request_id);
+  HttpResponse r =
+      error_response(422, "reload_failed", outcome.value("reason", "reload failed"), request_id);
   auto body = nlohmann::json::parse(r.body);
   body["reload"] = outcome;
   r.body = body.dump();
@@ -68,7 +68,8 @@ std::string register_host_routes(RouteTable::Builder& table, const HostRouteSour
     info.is_public = is_public;
     info.owner = "host";
     info.summary = std::move(summary);
-    return table.add_route(std::move(info), HandlerEntry{std::make_shared<HostRoute>(std::move(fn))});
+    return table.add_route(std::move(info),
+                           HandlerEntry{std::make_shared<HostRoute>(std::move(fn))});
   };
   std::string err;
   auto check = [&](std::string e) {

@@ -57,7 +57,7 @@ struct kg_plugin_ctx {
   // Stops its tasks and bus subscriptions, then the plugin (from started), then its queue
   // consumers. Idempotent.
   void stop();
-  void destroy();  // lets go of its queues and destroys the plugin instance. Idempotent.
+  void destroy();    // lets go of its queues and destroys the plugin instance. Idempotent.
   ~kg_plugin_ctx();  // destroy()
   kghost::HealthReport health() const;  // failed: unhealthy with its error; else its reporter
   const kg_plugin_descriptor& descriptor() const { return library->descriptor(); }

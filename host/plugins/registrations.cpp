@@ -87,8 +87,8 @@ void Registrations::schedule(TaskRunner& runner, const std::string& owner) {
   tasks.clear();
 }
 
-uint64_t subscribe(EventBus& bus, const std::string& owner, std::string_view pattern,
-                   kg_bus_fn fn, void* user_data) {
+uint64_t subscribe(EventBus& bus, const std::string& owner, std::string_view pattern, kg_bus_fn fn,
+                   void* user_data) {
   return bus.subscribe(pattern, owner, [fn, user_data](const BusEvent& e) {
     kg_bus_event ev{sizeof(kg_bus_event), kg_str{e.topic.data(), e.topic.size()},
                     kg_str{e.data.data(), e.data.size()}, kg_str{e.id.data(), e.id.size()}};

@@ -50,7 +50,7 @@ struct Registrations {
 
 // Subscribes a plugin's bus callback for `owner` (at commit, or directly while it is being set
 // up). Returns the subscription id, or 0 when the bus refuses the pattern.
-uint64_t subscribe(EventBus& bus, const std::string& owner, std::string_view pattern,
-                   kg_bus_fn fn, void* user_data);
+uint64_t subscribe(EventBus& bus, const std::string& owner, std::string_view pattern, kg_bus_fn fn,
+                   void* user_data);
 
 }  // namespace kghost

@@ -49,13 +49,13 @@ Reloader::Reloader(Parts parts, HostConfig config, std::shared_ptr<Generation> f
     : parts_(std::move(parts)), config_(std::move(config)), current_(std::move(first)) {
   auto& metrics = parts_.services.metrics;
   const std::string help = "Config reloads (SIGHUP, POST /admin/reload), by result.";
-  reloads_ok_ = series(metrics, MetricKind::counter, "kgents_config_reloads_total", help,
-                       {"result"}, {"ok"});
+  reloads_ok_ =
+      series(metrics, MetricKind::counter, "kgents_config_reloads_total", help, {"result"}, {"ok"});
   reloads_failed_ = series(metrics, MetricKind::counter, "kgents_config_reloads_total", help,
                            {"result"}, {"failed"});
-  generation_gauge_ = series(metrics, MetricKind::gauge, "kgents_config_generation",
-                             "The plugin generation serving (1 at start, +1 per good reload).",
-                             {}, {});
+  generation_gauge_ =
+      series(metrics, MetricKind::gauge, "kgents_config_generation",
+             "The plugin generation serving (1 at start, +1 per good reload).", {}, {});
   if (generation_gauge_) generation_gauge_->set(static_cast<double>(current_->number()));
   for (auto& p : current_->instances())
     if (auto id = identify_plugin_file(p->path)) loaded_files_.emplace(p->path, *id);
@@ -179,8 +179,8 @@ ReloadOutcome Reloader::reload() {
   if (generation_gauge_) generation_gauge_->set(static_cast<double>(out.generation));
   log.info("reloaded " + next.source + ": generation " + std::to_string(out.generation) +
            " serves (kept " + join(out.plan.kept) + "; added " + join(out.plan.added) +
-           "; removed " + join(out.plan.removed) + "; re-created " +
-           join(out.plan.reconfigured) + ")");
+           "; removed " + join(out.plan.removed) + "; re-created " + join(out.plan.reconfigured) +
+           ")");
   for (auto& w : out.warnings) log.warn("reload: " + w);
   for (auto& r : out.plan.needs_restart)
     log.warn("reload: " + r + " needs a restart; the running value stays");

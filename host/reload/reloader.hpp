@@ -28,9 +28,9 @@ namespace kghost {
 
 struct ReloadOutcome {
   bool ok = false;
-  uint64_t generation = 0;   // the one serving afterwards
-  std::string reason;        // why not (file, line, plugin), when !ok
-  ReloadPlan plan;           // what changed (or would have)
+  uint64_t generation = 0;            // the one serving afterwards
+  std::string reason;                 // why not (file, line, plugin), when !ok
+  ReloadPlan plan;                    // what changed (or would have)
   std::vector<std::string> warnings;  // e.g. a plugin file rebuilt in place
   nlohmann::json to_json() const;
 };

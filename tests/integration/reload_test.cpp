@@ -114,9 +114,9 @@ TEST_F(Reload, AdminReloadDisablesAPluginWhoseStopRunsOnce) {
   EXPECT_EQ(j["changes"]["removed"], json::array({"reload_b"}));
   EXPECT_EQ(host_->get("/reload_b/value").status, 404);
   std::string stop = "stop reload_b " + std::to_string(b) + " one";
-  ASSERT_TRUE(wait_until([&] { return count_lines("destroy reload_b " + std::to_string(b) +
-                                                  " one") == 1; }))
-      << markers();
+  ASSERT_TRUE(wait_until([&] {
+    return count_lines("destroy reload_b " + std::to_string(b) + " one") == 1;
+  })) << markers();
   EXPECT_EQ(count_lines(stop), 1);
   EXPECT_EQ(value("reload_a")["value"], "one");
 }
@@ -185,9 +185,9 @@ TEST_F(Reload, FailingCreateKeepsTheRunningGenerationAndNamesThePlugin) {
   EXPECT_NE(body_json(r)["reload"]["reason"].get<std::string>().find("plugin reload_b"),
             std::string::npos);
   // The re-created reload_a of the failed attempt was destroyed; the serving one never stopped.
-  EXPECT_TRUE(wait_until([&] { return count_lines("destroy reload_a " + std::to_string(id + 1) +
-                                                  " two") == 1; }))
-      << markers();
+  EXPECT_TRUE(wait_until([&] {
+    return count_lines("destroy reload_a " + std::to_string(id + 1) + " two") == 1;
+  })) << markers();
   EXPECT_EQ(count_lines("stop reload_a " + std::to_string(id) + " one"), 0);
 }
 

@@ -1,8 +1,6 @@
 // The queue handover across a plugin's instances (host/plugins/shared_queues.hpp): one queue
 // per key while anyone holds it, and a new consumer that takes over only after the old one's
 // delivery in progress has returned — no entry reaches both, none is lost.
-#include "plugins/shared_queues.hpp"
-
 #include <gtest/gtest.h>
 #include <prometheus/registry.h>
 
@@ -12,6 +10,7 @@
 #include <set>
 #include <thread>
 
+#include "plugins/shared_queues.hpp"
 #include "support.hpp"
 
 namespace kghost {
