@@ -4,10 +4,9 @@
 #include <thread>
 
 #include "config/config.hpp"
-#include "http/pipeline.hpp"
+#include "http/route_table.hpp"
 #include "plugins/generation.hpp"
 #include "runtime/event_bus.hpp"
-#include "runtime/task_runner.hpp"
 #include "runtime/worker_pool.hpp"
 #include "store/provider_store.hpp"
 #include "telemetry/health_board.hpp"
@@ -24,13 +23,12 @@ class ProviderHost final : public Store {
       : store_(name, registry, log),
         pool_(2),
         bus_(pool_, metrics_.registry(), log),
-        tasks_(pool_),
-        pipeline_(log),
         health_([this] {
           return HealthReport{store_.health().status, {}};
         }),
-        services_{log, metrics_, store_, bus_, pool_, health_, "dev", data_, data_.string()},
-        plugins_(services_, pipeline_, tasks_) {
+        services_{log, metrics_, store_, bus_, pool_, queues_, health_, "dev", data_,
+                  data_.string()},
+        plugins_(Generation::make(services_, 1, [](Generation* g) { delete g; })) {
     HostConfig cfg;
     cfg.source = "<store test>";
     cfg.store.backend = name;
@@ -42,8 +40,10 @@ class ProviderHost final : public Store {
     entry.origin = "<store test>";
     cfg.plugins.push_back(std::move(entry));
     try {
-      plugins_.build(cfg);
-      plugins_.start();
+      RouteTable::Builder table;
+      plugins_->build(cfg, table);
+      plugins_->start(table);
+      plugins_->go_live();
     } catch (const PluginError& e) {
       throw std::invalid_argument(e.what());
     }
@@ -71,7 +71,7 @@ class ProviderHost final : public Store {
   }
   StoreHealth health() const override { return store_.health(); }
   void stop() override {
-    plugins_.stop();  // the provider completes what is pending
+    plugins_->stop();  // the provider completes what is pending
     store_.stop();
     bus_.stop();
     pool_.stop();
@@ -82,12 +82,11 @@ class ProviderHost final : public Store {
   ProviderStore store_;
   WorkerPool pool_;
   EventBus bus_;
-  TaskRunner tasks_;
-  Pipeline pipeline_;
+  QueueShelf queues_;
   std::filesystem::path data_ = std::filesystem::temp_directory_path();
   HealthBoard health_;
   HostServices services_;
-  Generation plugins_;
+  std::shared_ptr<Generation> plugins_;
 };
 
 }  // namespace
