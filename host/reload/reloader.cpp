@@ -65,13 +65,27 @@ Reloader::Reloader(Parts parts, HostConfig config, std::shared_ptr<Generation> f
 Reloader::~Reloader() { stop(); }
 
 void Reloader::request(std::function<void(const ReloadOutcome&)> done) {
-  std::lock_guard lock(mutex_);
-  if (stopping_) return;
-  requests_.push_back(std::move(done));
-  wake_.notify_one();
+  {
+    std::lock_guard lock(mutex_);
+    if (!stopping_) {
+      requests_.push_back(std::move(done));
+      wake_.notify_one();
+      return;
+    }
+  }
+  if (done) done(stopping());
 }
 
-nlohmann::json Reloader::describe() const { return current()->describe(); }
+ReloadOutcome Reloader::stopping() const {
+  ReloadOutcome out;
+  out.reason = "the host is stopping; nothing was reloaded";
+  return out;
+}
+
+nlohmann::json Reloader::describe() const {
+  auto serving = current();
+  return serving ? serving->describe() : nlohmann::json::array();
+}
 
 std::shared_ptr<Generation> Reloader::current() const {
   std::lock_guard lock(current_mutex_);
@@ -86,6 +100,9 @@ void Reloader::stop() {
     wake_.notify_one();
   }
   if (thread_.joinable()) thread_.join();
+  for (auto& done : requests_)  // queued behind the one that ran: answered, never left hanging
+    if (done) done(stopping());
+  requests_.clear();
   std::lock_guard lock(current_mutex_);
   current_.reset();
 }

@@ -56,19 +56,21 @@ class Reloader {
   Reloader(const Reloader&) = delete;
   Reloader& operator=(const Reloader&) = delete;
 
-  // [any] Queues a reload; `done` (may be empty) runs on the reload thread when it ended.
+  // [any] Queues a reload; `done` (may be empty) runs on the reload thread when it ended (at
+  // once, failed, when the reloader is stopping).
   void request(std::function<void(const ReloadOutcome&)> done = {});
   // [any] The serving generation's plugins (for /admin/plugins).
   nlohmann::json describe() const;
-  // [any] The serving generation.
+  // [any] The serving generation (null once stopped).
   std::shared_ptr<Generation> current() const;
-  // Ends the reload thread (a reload under way finishes first; queued ones are dropped) and
-  // lets go of the serving generation. Idempotent.
+  // Ends the reload thread (a reload under way finishes first; queued ones are answered as
+  // failed) and lets go of the serving generation. Idempotent.
   void stop();
 
  private:
   void run();
   ReloadOutcome reload();
+  ReloadOutcome stopping() const;
   // Warnings for plugin files changed since this host first loaded their path.
   std::vector<std::string> check_files(const Generation& next);
   void count(bool ok);

@@ -26,8 +26,8 @@ class ProviderHost final : public Store {
         health_([this] {
           return HealthReport{store_.health().status, {}};
         }),
-        services_{log, metrics_, store_, bus_, pool_, queues_, health_, "dev", data_,
-                  data_.string()},
+        services_{log,     metrics_, store_, bus_,  pool_,
+                  queues_, health_,  "dev",  data_, data_.string()},
         plugins_(Generation::make(services_, 1, [](Generation* g) { delete g; })) {
     HostConfig cfg;
     cfg.source = "<store test>";
