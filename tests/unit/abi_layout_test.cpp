@@ -76,13 +76,14 @@ KG_ABI_1_1_LAYOUT(KG_SIZE_AT_LEAST, KG_AT)
   SIZE(kg_host_api, 608)
 #define KG_SIZE_IS(type, size) static_assert(sizeof(type) == (size), #type " size changed");
 KG_ABI_1_2_LAYOUT(KG_SIZE_IS, KG_AT)
-#define KG_1_1_CONSTANTS(CONST)                                        \
-  CONST(KG_OBSERVED_RESPONSE, 0)                                       \
-  CONST(KG_OBSERVED_STREAM_START, 1)                                   \
-  CONST(KG_OBSERVED_STREAM_END, 2)                                     \
-  CONST(KG_STREAM_CLIENT_GONE, 1) CONST(KG_STREAM_CLOSED_BY_PLUGIN, 2) \
-      CONST(KG_STREAM_HOST_SHUTDOWN, 3) CONST(KG_FILTER_ALL_ROUTES, 0) \
-          CONST(KG_FILTER_OWN_ROUTES, 1) CONST(KG_FILTER_PATH_PREFIX, 2)
+#define KG_1_1_CONSTANTS(CONST)                                          \
+  CONST(KG_OBSERVED_RESPONSE, 0)                                         \
+  CONST(KG_OBSERVED_STREAM_START, 1)                                     \
+  CONST(KG_OBSERVED_STREAM_END, 2)                                       \
+  CONST(KG_STREAM_CLIENT_GONE, 1)                                        \
+  CONST(KG_STREAM_CLOSED_BY_PLUGIN, 2) CONST(KG_STREAM_HOST_SHUTDOWN, 3) \
+      CONST(KG_FILTER_ALL_ROUTES, 0) CONST(KG_FILTER_OWN_ROUTES, 1)      \
+          CONST(KG_FILTER_PATH_PREFIX, 2)
 KG_1_1_CONSTANTS(KG_SAME)
 
 namespace {
