@@ -76,3 +76,11 @@ launch_kghost() {
   printf -v "port_$name" %s "$port"
   wait_http "http://127.0.0.1:$port/api/v1/health" -H 'X-API-Key: kg_dev_bob'
 }
+
+# bench_scratch NAME: a scratch directory in WORK and an empty `pids` array; on exit every pid
+# in it is stopped and the directory removed.
+bench_scratch() {
+  WORK=$(mktemp -d "/tmp/$1.XXXXXX")
+  pids=()
+  trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done; rm -rf "$WORK"' EXIT
+}

@@ -18,10 +18,7 @@ if [[ -z ${KG_BENCH_NO_BUILD:-} ]]; then
   [[ -d $BUILD ]] || cmake --preset release >/dev/null
   cmake --build "$BUILD" --target kghost kg_auth kg_devkeys kg_hello kg_store_redis -j2 >/dev/null
 fi
-WORK=$(mktemp -d /tmp/kghost-auth-bench.XXXXXX)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done; rm -rf "$WORK"; }
-trap cleanup EXIT
+bench_scratch kghost-auth-bench
 
 REDIS_PORT=$(free_port)
 redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --save '' --appendonly no --dir "$WORK" \

@@ -13,15 +13,8 @@ cd "$(dirname "$0")/.."
 BUILD=$(realpath "${1:-build/release}")
 DUR=${DUR:-10} CONNS=${CONNS:-50} WH_CONNS=${WH_CONNS:-10} RELOADS=${RELOADS:-20} ROUNDS=${ROUNDS:-2}
 PEERS=${PEERS:-$(realpath ../shared/peers)}
-WORK=$(mktemp -d /tmp/kghost-reloadbench.XXXXXX)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+source bench/bench_lib.sh
+bench_scratch kghost-reloadbench
 
 write_config() {  # write_config FILE VALUE RELOAD_B_ENABLED
   cat >"$1" <<TOML

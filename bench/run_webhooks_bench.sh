@@ -11,16 +11,8 @@ cd "$(dirname "$0")/.."
 BUILD=$(realpath "${1:-build/webhooks-rel}")
 DUR=${DUR:-10s} CONNS=${CONNS:-50} THREADS=${THREADS:-1} N=${N:-400000} REPS=${REPS:-1}
 PEERS=${PEERS:-$(realpath ../shared/peers)}
-WORK=$(mktemp -d /tmp/kghost-whbench.XXXXXX)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_http() { for _ in $(seq 1 200); do curl -fs "$1" >/dev/null 2>&1 && return 0; sleep 0.05; done; return 1; }
+source bench/bench_lib.sh
+bench_scratch kghost-whbench
 
 run_one() {  # run_one STORE REP
   local store=$1 rep=$2 port data redis_port="" redis_pid="" kg_pid

@@ -10,16 +10,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 DUR=${DUR:-60} CONNS=${CONNS:-50} THREADS=${THREADS:-1} N=${N:-1500000} REPS=${REPS:-1}
 PEERS=${PEERS:-$(realpath ../shared/peers)}
-WORK=$(mktemp -d /tmp/kghost-whproc.XXXXXX)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_http() { for _ in $(seq 1 200); do curl -fs "$1" >/dev/null 2>&1 && return 0; sleep 0.05; done; return 1; }
+source bench/bench_lib.sh
+bench_scratch kghost-whproc
 field() { python3 -c 'import json,sys; print(json.load(sys.stdin).get(sys.argv[1], 0))' "$1"; }
 
 run_one() {  # run_one BUILD REP
