@@ -14,6 +14,8 @@ packages=(
   redis-server redis-tools nats-server wrk nginx-light curl python3 ca-certificates
   # the OpenResty-style peer of bench/run_openresty_bench.sh (nginx + Lua)
   libnginx-mod-http-lua
+  # the FastAPI peer of bench/run_webhooks_bench.sh (uvicorn with uvloop and httptools)
+  python3-fastapi python3-uvicorn python3-uvloop python3-httptools
   # checkers the tests run: promtool (alert rules, metrics), kubectl (kustomize), npm validators,
   # python3-yaml (reads the rendered manifests, the alert rules and the dashboard),
   # universal-ctags (function lengths for scripts/check-size.sh)
