@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <ctime>
 
+#include "common/thread_name.hpp"
 #include "http/connection.hpp"
 #include "http/server_state.hpp"
 
@@ -121,14 +122,18 @@ void HttpServer::start() {
                                      : local.address().to_string()) +
             ":" + std::to_string(local.port());
   s.accept();
-  for (auto& w : s.workers) {
+  for (std::size_t i = 0; i < s.workers.size(); ++i) {
+    auto& w = s.workers[i];
     // The first sweep runs on the worker's thread, so its CPU clock is the one sampled.
     net::post(w->ioc, [&s, &w = *w] {
       w.sampled_at = Clock::now();
       w.cpu_at = thread_cpu_time();
       s.sweep(w);
     });
-    w->thread = std::thread([io = &w->ioc] { io->run(); });
+    w->thread = std::thread([io = &w->ioc, i] {
+      name_this_thread("kg-io-" + std::to_string(i));
+      io->run();
+    });
   }
 }
 

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "common/thread_name.hpp"
+
 namespace kghost {
 namespace {
 
@@ -59,7 +61,10 @@ Reloader::Reloader(Parts parts, HostConfig config, std::shared_ptr<Generation> f
   if (generation_gauge_) generation_gauge_->set(static_cast<double>(current_->number()));
   for (auto& p : current_->instances())
     if (auto id = identify_plugin_file(p->path)) loaded_files_.emplace(p->path, *id);
-  thread_ = std::thread([this] { run(); });
+  thread_ = std::thread([this] {
+    name_this_thread("kg-reload");
+    run();
+  });
 }
 
 Reloader::~Reloader() { stop(); }

@@ -1,8 +1,14 @@
 #include "reload/retirer.hpp"
 
+#include "common/thread_name.hpp"
+
 namespace kghost {
 
-Retirer::Retirer() : thread_([this] { run(); }) {}
+Retirer::Retirer()
+    : thread_([this] {
+        name_this_thread("kg-retire");
+        run();
+      }) {}
 
 Retirer::~Retirer() { finish(); }
 

@@ -6,6 +6,7 @@
 #include <prometheus/registry.h>
 #include <unistd.h>
 
+#include "common/thread_name.hpp"
 #include "runtime/durable_queue_impl.hpp"
 
 namespace kghost {
@@ -60,8 +61,14 @@ DurableQueue::Impl::~Impl() {
 }
 
 void DurableQueue::Impl::start_threads() {
-  committer = std::thread([this] { committer_loop(); });
-  dispatcher = std::thread([this] { dispatcher_loop(); });
+  committer = std::thread([this] {
+    name_this_thread("kg-q-commit");
+    committer_loop();
+  });
+  dispatcher = std::thread([this] {
+    name_this_thread("kg-q-deliver");
+    dispatcher_loop();
+  });
 }
 
 AppendStatus DurableQueue::Impl::append(std::string_view data, AppendDone done) {

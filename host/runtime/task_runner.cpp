@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "common/thread_name.hpp"
+
 namespace kghost {
 
 bool StopToken::requested() const {
@@ -39,8 +41,16 @@ void TaskRunner::start() {
   started_ = true;
   auto now = std::chrono::steady_clock::now();
   for (auto& p : periodic_) p.next = now + p.interval;
-  for (auto& l : long_running_) threads_.emplace_back([this, &l] { l.fn(stop_); });
-  if (!periodic_.empty()) scheduler_ = std::thread([this] { schedule_loop(); });
+  for (auto& l : long_running_)
+    threads_.emplace_back([this, &l] {
+      name_this_thread("kg-task");
+      l.fn(stop_);
+    });
+  if (!periodic_.empty())
+    scheduler_ = std::thread([this] {
+      name_this_thread("kg-tasks-tick");
+      schedule_loop();
+    });
 }
 
 void TaskRunner::schedule_loop() {

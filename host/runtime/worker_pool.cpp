@@ -1,11 +1,17 @@
 #include "runtime/worker_pool.hpp"
 
+#include "common/thread_name.hpp"
+
 namespace kghost {
 
 WorkerPool::WorkerPool(std::size_t threads) {
   if (threads == 0) threads = 1;
   threads_.reserve(threads);
-  for (std::size_t i = 0; i < threads; ++i) threads_.emplace_back([this] { run(); });
+  for (std::size_t i = 0; i < threads; ++i)
+    threads_.emplace_back([this] {
+      name_this_thread("kg-worker");
+      run();
+    });
 }
 
 WorkerPool::~WorkerPool() { stop(); }

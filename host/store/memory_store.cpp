@@ -7,6 +7,8 @@
 #include <charconv>
 #include <limits>
 
+#include "common/thread_name.hpp"
+
 namespace kghost {
 namespace {
 
@@ -83,7 +85,10 @@ MemoryStore::MemoryStore(prometheus::Registry& registry, std::size_t shards, Sto
   for (std::size_t i = 0; i < shards_.size(); ++i)
     shards_[i].ops_until_sweep = kSweepEvery;  // single-threaded here: no lock needed
   metrics_.up->Set(1);
-  sweeper_ = std::thread([this] { sweeper_loop(); });
+  sweeper_ = std::thread([this] {
+    name_this_thread("kg-store-sweep");
+    sweeper_loop();
+  });
 }
 
 MemoryStore::~MemoryStore() { stop(); }

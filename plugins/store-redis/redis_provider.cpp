@@ -1,6 +1,7 @@
 #include "redis_provider.hpp"
 
 #include <hiredis/hiredis.h>
+#include <pthread.h>
 
 #include <algorithm>
 #include <charconv>
@@ -83,7 +84,10 @@ void RedisProvider::start() {
     if (stopped_ || started_.exchange(true)) return;
     for (auto& c : connections_) {
       Connection* conn = c.get();
-      conn->thread = std::thread([this, conn] { run(*conn); });
+      conn->thread = std::thread([this, conn] {
+        pthread_setname_np(pthread_self(), "kg-store-redis");
+        run(*conn);
+      });
     }
   }
   // Give the pool one connect timeout to come up, so the first calls go to Redis rather than
