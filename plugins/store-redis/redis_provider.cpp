@@ -3,8 +3,6 @@
 #include <hiredis/hiredis.h>
 #include <pthread.h>
 
-#include <algorithm>
-#include <charconv>
 #include <stdexcept>
 
 namespace store_redis {
@@ -13,26 +11,8 @@ namespace {
 // Above this many queued requests on one connection, calls are answered by the fallback
 // rather than growing the queue without bound.
 constexpr std::size_t kMaxQueue = 100000;
-// Commands written before the replies are read.
+// Requests handed to the pipeline at once (after dropping the stale ones).
 constexpr std::size_t kMaxBatch = 1024;
-
-// INCRBY and, only when the key did not exist, PEXPIRE; then the remaining TTL. One atomic
-// script: concurrent replicas never read-then-write. (Lua numbers are doubles: values beyond
-// 2^53 lose precision, far above any counter the host keeps.)
-constexpr std::string_view kIncrScript = R"lua(
-local existed = redis.call('EXISTS', KEYS[1])
-local v = redis.call('INCRBY', KEYS[1], ARGV[1])
-local ttl = tonumber(ARGV[2])
-if existed == 0 and ttl > 0 then redis.call('PEXPIRE', KEYS[1], ttl) end
-return {v, redis.call('PTTL', KEYS[1])}
-)lua";
-
-// GET and PTTL together.
-constexpr std::string_view kGetScript = R"lua(
-local v = redis.call('GET', KEYS[1])
-if not v then return false end
-return {v, redis.call('PTTL', KEYS[1])}
-)lua";
 
 timeval to_timeval(std::chrono::milliseconds ms) {
   timeval tv{};
@@ -71,7 +51,8 @@ RedisProvider::RedisProvider(const RedisOptions& options, ProviderHost host)
   if (options_.reconnect_interval.count() <= 0)
     options_.reconnect_interval = std::chrono::milliseconds(1000);
   for (std::size_t i = 0; i < options_.pool_size; ++i) {
-    connections_.push_back(std::make_unique<Connection>());
+    connections_.push_back(std::make_unique<Connection>(
+        [this](const Request& req, const kg_store_result& result) { complete(req, result); }));
     connections_.back()->last_error = "not connected yet";
   }
 }
@@ -212,14 +193,7 @@ bool RedisProvider::connect(Connection& c) {
     const std::string db = std::to_string(endpoint_.db);
     if (!setup({"SELECT", db}, "SELECT")) return false;
   }
-  ReplyPtr incr = setup({"SCRIPT", "LOAD", kIncrScript}, "SCRIPT LOAD");
-  if (!incr) return false;
-  ReplyPtr get = setup({"SCRIPT", "LOAD", kGetScript}, "SCRIPT LOAD");
-  if (!get) return false;
-  if (incr->type != REDIS_REPLY_STRING || get->type != REDIS_REPLY_STRING)
-    return fail("SCRIPT LOAD: unexpected reply");
-  c.incr_sha.assign(incr->str, incr->len);
-  c.get_sha.assign(get->str, get->len);
+  if (!setup({"PING"}, "PING")) return false;  // a server that answers, not just a socket
   {
     std::lock_guard lock(c.mutex);
     c.last_error.clear();
@@ -305,140 +279,27 @@ void RedisProvider::run(Connection& c) {
   set_connected(c, false);
 }
 
-void RedisProvider::append_command(Connection& c, const Request& req) {
-  const char* argv[7];
-  size_t lens[7];
-  int argc = 0;
-  auto add = [&](std::string_view s) {
-    argv[argc] = s.data();
-    lens[argc] = s.size();
-    ++argc;
-  };
-  char num1[24];
-  char num2[24];
-  auto num = [](char* buf, int64_t v) {
-    auto [p, ec] = std::to_chars(buf, buf + 24, v);
-    (void)ec;
-    return std::string_view(buf, static_cast<std::size_t>(p - buf));
-  };
-  switch (req.op) {
-    case Op::check_and_set:
-      add("SET"), add(sv(req.key)), add("1"), add("NX");
-      if (req.ttl_ms > 0) add("PX"), add(num(num1, req.ttl_ms));
-      break;
-    case Op::incr:
-      add("EVALSHA"), add(c.incr_sha), add("1"), add(sv(req.key)), add(num(num1, req.delta)),
-          add(num(num2, req.ttl_ms));
-      break;
-    case Op::get:
-      add("EVALSHA"), add(c.get_sha), add("1"), add(sv(req.key));
-      break;
-    case Op::put:
-      add("SET"), add(sv(req.key)), add(sv(req.value));
-      if (req.ttl_ms > 0) add("PX"), add(num(num1, req.ttl_ms));
-      break;
-    case Op::del:
-      add("DEL"), add(sv(req.key));
-      break;
-  }
-  redisAppendCommandArgv(c.ctx, argc, argv, lens);
-}
-
 void RedisProvider::process(Connection& c, std::vector<Request>& batch) {
   // Requests that already waited a whole timeout (a slow server) are not sent at all.
   const auto stale_before = Clock::now() - options_.timeout;
-  std::vector<Request> sendable;
-  sendable.reserve(std::min(batch.size(), kMaxBatch));
-  std::vector<Request> retry;  // NOSCRIPT: the server lost its scripts (SCRIPT FLUSH)
-
   std::size_t i = 0;
   while (i < batch.size()) {
-    sendable.clear();
-    for (; i < batch.size() && sendable.size() < kMaxBatch; ++i) {
+    c.sendable.clear();
+    for (; i < batch.size() && c.sendable.size() < kMaxBatch; ++i) {
       if (c.ctx == nullptr || batch[i].enqueued < stale_before)
         unavailable(batch[i]);
       else
-        sendable.push_back(std::move(batch[i]));
+        c.sendable.push_back(batch[i]);
     }
-    if (sendable.empty()) continue;
-    for (const Request& req : sendable) append_command(c, req);
-    for (std::size_t k = 0; k < sendable.size(); ++k) {
-      void* raw = nullptr;
-      if (redisGetReply(c.ctx, &raw) != REDIS_OK) {
-        // Lost or timed out: the outcome of the unanswered commands is unknown; the host
-        // answers them from its fallback (callers never see a Redis outage as an error).
-        disconnect(c, std::string("command: ") + c.ctx->errstr);
-        for (; k < sendable.size(); ++k) unavailable(sendable[k]);
-        break;
-      }
-      ReplyPtr reply(static_cast<redisReply*>(raw));
-      bool noscript = false;
-      answer(sendable[k], reply.get(), noscript);
-      if (noscript) retry.push_back(std::move(sendable[k]));
+    if (c.sendable.empty()) continue;
+    c.unanswered.clear();
+    if (!c.pipeline.send(c.ctx, c.sendable, c.unanswered)) {
+      // Lost or timed out: the host answers what is left from its fallback (callers never see
+      // a Redis outage as an error).
+      disconnect(c, std::string("command: ") + c.ctx->errstr);
+      unavailable_all(c.unanswered);
     }
   }
-  if (!retry.empty()) {
-    // Reconnecting reloads the scripts; the retried requests then go through normally.
-    if (c.ctx) disconnect(c, "redis lost its scripts (NOSCRIPT); reloading");
-    if (connect(c)) {
-      process(c, retry);
-    } else {
-      unavailable_all(retry);
-    }
-  }
-}
-
-void RedisProvider::answer(const Request& req, const redisReply* r, bool& noscript) const {
-  kg_store_result out{};
-  out.struct_size = sizeof out;
-  auto fail = [&](std::string_view why) {
-    out.status = KG_ERR_INTERNAL;
-    out.data = {why.data(), why.size()};
-    complete(req, out);
-  };
-  if (r->type == REDIS_REPLY_ERROR) {
-    std::string_view msg(r->str, r->len);
-    if (msg.substr(0, 8) == "NOSCRIPT") {
-      noscript = true;  // retried once the scripts are loaded again; not answered here
-      return;
-    }
-    return fail(msg);  // Redis error texts name the problem, never the stored value
-  }
-  constexpr std::string_view kUnexpected = "unexpected reply from redis";
-  switch (req.op) {
-    case Op::check_and_set:
-      if (r->type == REDIS_REPLY_STATUS)
-        out.created = 1;
-      else if (r->type != REDIS_REPLY_NIL)
-        return fail(kUnexpected);
-      break;
-    case Op::incr:
-      if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
-          r->element[0]->type != REDIS_REPLY_INTEGER || r->element[1]->type != REDIS_REPLY_INTEGER)
-        return fail(kUnexpected);
-      out.value = r->element[0]->integer;
-      out.ttl_ms = r->element[1]->integer < 0 ? -1 : r->element[1]->integer;
-      break;
-    case Op::get:
-      if (r->type == REDIS_REPLY_NIL) {
-        out.status = KG_ERR_NOT_FOUND;
-        break;
-      }
-      if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
-          r->element[0]->type != REDIS_REPLY_STRING || r->element[1]->type != REDIS_REPLY_INTEGER)
-        return fail(kUnexpected);
-      out.data = {r->element[0]->str, r->element[0]->len};
-      out.ttl_ms = r->element[1]->integer < 0 ? -1 : r->element[1]->integer;
-      break;
-    case Op::put:
-      if (r->type != REDIS_REPLY_STATUS) return fail(kUnexpected);
-      break;
-    case Op::del:
-      if (r->type != REDIS_REPLY_INTEGER) return fail(kUnexpected);
-      if (r->integer == 0) out.status = KG_ERR_NOT_FOUND;
-      break;
-  }
-  complete(req, out);
 }
 
 }  // namespace store_redis

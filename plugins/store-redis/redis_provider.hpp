@@ -16,10 +16,8 @@
 #include <thread>
 #include <vector>
 
+#include "redis_pipeline.hpp"
 #include "redis_url.hpp"
-
-struct redisContext;
-struct redisReply;
 
 namespace store_redis {
 
@@ -37,8 +35,6 @@ struct ProviderHost {
   std::function<void()> changed;
   std::function<void(kg_log_level, const std::string&)> log;
 };
-
-enum class Op { check_and_set, incr, get, put, del };
 
 class RedisProvider {
  public:
@@ -65,18 +61,9 @@ class RedisProvider {
  private:
   using Clock = std::chrono::steady_clock;
 
-  struct Request {
-    Op op;
-    kg_str key;
-    kg_str value;
-    int64_t delta = 0;
-    int64_t ttl_ms = 0;
-    kg_store_op* token = nullptr;
-    Clock::time_point enqueued;
-  };
-
   // One connection and the thread that owns it.
   struct Connection {
+    explicit Connection(Complete complete) : pipeline(std::move(complete)) {}
     std::mutex mutex;  // guards queue, closed, last_error
     std::condition_variable cv;
     std::vector<Request> queue;
@@ -86,8 +73,9 @@ class RedisProvider {
     std::thread thread;
     // Owned by the thread.
     redisContext* ctx = nullptr;
-    std::string incr_sha;
-    std::string get_sha;
+    Pipeline pipeline;
+    std::vector<Request> sendable;
+    std::vector<Request> unanswered;
   };
 
   void complete(const Request& req, const kg_store_result& result) const;
@@ -99,8 +87,6 @@ class RedisProvider {
   void disconnect(Connection& c, const std::string& reason);
   void process(Connection& c, std::vector<Request>& batch);
   bool ping(Connection& c);
-  void append_command(Connection& c, const Request& req);
-  void answer(const Request& req, const redisReply* r, bool& noscript) const;
   void set_connected(Connection& c, bool up);
 
   RedisOptions options_;

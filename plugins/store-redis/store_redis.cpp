@@ -85,4 +85,4 @@ class StoreRedis final : public kghost::sdk::Plugin {
 }  // namespace
 
 KGHOST_PLUGIN(StoreRedis, "store_redis", "1.2.0",
-              "Shared store backend: Redis (pipelined pool, atomic Lua operations)", 0)
+              "Shared store backend: Redis (pipelined pool, MULTI/EXEC, coalesced increments)", 0)
