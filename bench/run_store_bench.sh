@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Store incr throughput: memory backend (1 and 2 threads), the Redis backend (async, many calls
-# in flight) and redis-benchmark against the same redis-server, started here on a free port.
+# in flight, over 10000 keys and on one hot key) and redis-benchmark against the same
+# redis-server, started here on a free port.
 # Usage: bench/run_store_bench.sh [SECONDS]   (builds the release preset's store_bench)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,6 +20,8 @@ for _ in $(seq 100); do redis-cli -p "$PORT" ping >/dev/null 2>&1 && break; slee
 
 echo "== $(nproc) cores, $(redis-server --version | cut -d' ' -f3), ${SECONDS_PER_RUN}s per run"
 "$BIN" --seconds "$SECONDS_PER_RUN" --redis "redis://127.0.0.1:$PORT"
+echo "== one hot key (every call on one key: the provider coalesces each batch's increments)"
+"$BIN" --seconds "$SECONDS_PER_RUN" --redis "redis://127.0.0.1:$PORT" --keys 1 | grep '^redis'
 echo "== redis-benchmark -t incr -q (50 clients, no pipelining)"
 redis-benchmark -p "$PORT" -t incr -n 200000 -q | tr '\r' '\n' | grep -v '^$' | tail -1
 echo "== redis-benchmark -t incr -q -P 16 (pipelined, for reference)"

@@ -119,9 +119,9 @@ int bench_redis(const Options& o) {
   const double fallback = metric(registry, "kgents_store_fallback_total");
   store->stop();
   std::printf(
-      "redis store incr (async, pool %zu, %lld in flight): %.0f ops/s  (%llu ops, %llu "
-      "errors, %.0f answered by fallback)\n",
-      o.pool, static_cast<long long>(o.inflight), static_cast<double>(issued) / secs,
+      "redis store incr (async, pool %zu, %lld in flight, %zu keys): %.0f ops/s  (%llu ops, "
+      "%llu errors, %.0f answered by fallback)\n",
+      o.pool, static_cast<long long>(o.inflight), o.keys, static_cast<double>(issued) / secs,
       static_cast<unsigned long long>(issued), static_cast<unsigned long long>(errors.load()),
       fallback);
   return errors.load() == 0 && fallback == 0 ? 0 : 1;

@@ -103,12 +103,15 @@ kg_status RedisProvider::submit(Op op, kg_str key, kg_str value, int64_t delta, 
                                 kg_store_op* token) {
   Connection& c = *connections_[std::hash<std::string_view>{}(sv(key)) % connections_.size()];
   if (!c.connected.load(std::memory_order_acquire)) return KG_ERR_UNAVAILABLE;
+  bool was_empty = false;
   {
     std::lock_guard lock(c.mutex);
     if (c.closed || c.queue.size() >= kMaxQueue) return KG_ERR_UNAVAILABLE;
+    was_empty = c.queue.empty();
     c.queue.push_back(Request{op, key, value, delta, ttl_ms, token, Clock::now()});
   }
-  c.cv.notify_one();
+  // A non-empty queue has had its wake-up already: the thread takes the whole queue at once.
+  if (was_empty) c.cv.notify_one();
   return KG_PENDING;
 }
 
