@@ -52,8 +52,9 @@ bool Pipeline::send(redisContext* ctx, std::vector<Request>& reqs, std::vector<R
     const std::size_t end = plan(reqs, begin, coalesce);
     for (const Command& cmd : commands_) append(ctx, reqs[cmd.first], cmd.delta);
     for (std::size_t k = 0; k < commands_.size(); ++k) {
-      // The last reply is the command's (EXEC's for a transaction); MULTI's +OK and the
-      // +QUEUED ones say nothing EXEC does not (a command refused while queueing aborts it).
+      // The last reply is the command's (EXEC's for a transaction; MULTI's +OK and the
+      // +QUEUED ones say nothing more), unless one before it was an error: a command refused
+      // while queueing (OOM, READONLY) aborts the transaction, and its text says why.
       ReplyPtr reply;
       for (int n = reply_count(reqs[commands_[k].first]); n > 0; --n) {
         void* raw = nullptr;
@@ -63,7 +64,8 @@ bool Pipeline::send(redisContext* ctx, std::vector<Request>& reqs, std::vector<R
           give_up(reqs, k, end, retry, unanswered);
           return false;
         }
-        reply.reset(static_cast<redisReply*>(raw));
+        ReplyPtr next(static_cast<redisReply*>(raw));
+        if (!reply || reply->type != REDIS_REPLY_ERROR) reply = std::move(next);
       }
       answer(reqs, commands_[k], reply.get(), retry);
     }

@@ -11,8 +11,9 @@ namespace {
 // Above this many queued requests on one connection, calls are answered by the fallback
 // rather than growing the queue without bound.
 constexpr std::size_t kMaxQueue = 100000;
-// Requests handed to the pipeline at once (after dropping the stale ones).
-constexpr std::size_t kMaxBatch = 1024;
+// Requests handed to the pipeline at once (after dropping the stale ones); it writes at most
+// 1024 commands per round trip, and a hot key's many increments make one command.
+constexpr std::size_t kMaxBatch = 8192;
 
 timeval to_timeval(std::chrono::milliseconds ms) {
   timeval tv{};

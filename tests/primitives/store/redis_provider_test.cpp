@@ -288,6 +288,25 @@ TEST_F(RedisProviderTest, RefusedSumsAreRetriedOneByOne) {
   EXPECT_EQ(redis_.cli({"PTTL", "big"}), "-1\n");
 }
 
+// A transaction Redis refuses while queueing (here: out of memory) reports why, not just
+// EXECABORT. Out of memory, Redis queues nothing inside MULTI, reads neither (the old Lua get
+// still passed); the store's writes fail there anyway.
+TEST_F(RedisProviderTest, RefusedTransactionsSayWhy) {
+  Provider p(redis_.url(), 1, 2000ms);
+  ASSERT_TRUE(wait_until([&] { return p.status() == KG_HEALTHY; }));
+  redis_.cli({"SET", "k", "3"});
+  redis_.cli({"CONFIG", "SET", "maxmemory", "1"});
+  Outcome& incr = p.incr("k", 1, 60000);
+  Outcome& get = p.submit(Op::get, "k", 0, 0);
+  ASSERT_TRUE(p.all_answered());
+  redis_.cli({"CONFIG", "SET", "maxmemory", "0"});
+  for (Outcome* o : {&incr, &get}) {
+    EXPECT_EQ(o->status, KG_ERR_INTERNAL);
+    EXPECT_NE(o->data.find("OOM"), std::string::npos) << o->data;
+  }
+  EXPECT_EQ(redis_.cli({"GET", "k"}), "3\n");
+}
+
 // Killed with batches in flight (written, held by CLIENT PAUSE, never answered): every call is
 // completed exactly once, as unavailable, within the timeout; after the restart nothing is
 // replayed, so the counter starts again from the first new call.
