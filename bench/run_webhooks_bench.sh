@@ -6,6 +6,10 @@
 #   bench/run_webhooks_bench.sh [build-dir]     (default build/webhooks-rel; Release build)
 # Knobs: DUR=10s CONNS=50 THREADS=1 N=400000 REPS=1 PEERS=../shared/peers (beside the repo)
 #        STORES="memory redis" FASTAPI=1 (also run the FastAPI peer, same load, in each round)
+#        PERF=FILE (perf record -g of kghost during the measured run, into FILE)
+# Each kghost line ends with cpu=<busiest threads, % of a core> <kghost CPU us per request>
+# (every thread's utime+stime over the measured run / requests): the figure that barely moves
+# with the machine's load, where req/s and p99 do. threads= lists each busy thread's CPU seconds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD=$(realpath "${1:-build/webhooks-rel}")
@@ -46,20 +50,37 @@ TOML
   wait_http "http://127.0.0.1:$port/webhooks/stripe/health" || { cat "$WORK/kghost.log"; exit 1; }
   # Fresh signatures (300 s tolerance) and ids for every run.
   python3 "$PEERS/gen_stripe_requests.py" --n "$N" --prefix "b${store}${rep}$$" --out "$WORK/reqs.txt"
-  local out
+  local out perf_pid=""
+  thread_ticks "$kg_pid" >"$WORK/ticks.before"
+  if [[ -n ${PERF:-} ]]; then
+    perf record -g -o "$PERF" -p "$kg_pid" -- sleep "${DUR%s}" >/dev/null 2>&1 &
+    perf_pid=$!
+  fi
   out=$(wrk -t"$THREADS" -c"$CONNS" -d"$DUR" --latency -s "$PEERS/stripe_webhook.lua" \
     "http://127.0.0.1:$port" -- "$WORK/reqs.txt" "$THREADS")
-  local rps p50 p99 non2xx health
+  thread_ticks "$kg_pid" >"$WORK/ticks.after"
+  [[ -n $perf_pid ]] && wait "$perf_pid" 2>/dev/null || true
+  local rps p50 p99 non2xx health cpu threads
   rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
+  cpu=$(cpu_use "$WORK/ticks.before" "$WORK/ticks.after" "$(wrk_secs "$out")" "$rps")
+  threads=$(thread_seconds "$WORK/ticks.before" "$WORK/ticks.after")
   p50=$(awk '$1=="50%" {print $2}' <<<"$out")
   p99=$(awk '$1=="99%" {print $2}' <<<"$out")
   non2xx=$(awk '/Non-2xx/ {print $NF}' <<<"$out"); non2xx=${non2xx:-0}
   past=$(awk -F': ' '/requests_past_end_of_file/ {print $2}' <<<"$out")
   health=$(curl -s "http://127.0.0.1:$port/webhooks/stripe/health")
-  echo "store=$store rep=$rep req/s=$rps p50=$p50 p99=$p99 non2xx=$non2xx dups_sent=$past health=$health"
+  echo "store=$store rep=$rep req/s=$rps p50=$p50 p99=$p99 non2xx=$non2xx dups_sent=$past cpu=${cpu}us/req threads=$threads health=$health"
   kill "$kg_pid"; wait "$kg_pid" 2>/dev/null || true
   [[ -n $redis_pid ]] && { kill "$redis_pid"; wait "$redis_pid" 2>/dev/null || true; }
   return 0
+}
+
+# The measured run's length in seconds, from wrk's "... requests in 8.01s" line.
+wrk_secs() { awk '/requests in/ {sub(/s,?$/, "", $4); print $4}' <<<"$1"; }
+# Per thread (name from /proc/<tid>/comm): CPU seconds used between two thread_ticks snapshots.
+thread_seconds() {  # thread_seconds BEFORE AFTER
+  awk -v hz="$(getconf CLK_TCK)" 'NR==FNR {b[$1]=$2; next} {d=$2-b[$1]; if (d > 0) {
+      f=$1; sub(/stat$/, "comm", f); getline n <f; close(f); printf "%s:%.2f,", n, d/hz}}' "$1" "$2"
 }
 
 run_fastapi() {  # run_fastapi REP: the peer (uvicorn, httptools+uvloop, 2 workers), same load

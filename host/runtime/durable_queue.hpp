@@ -9,10 +9,13 @@
 //   reports that moment): an entry whose ack is durable is never delivered again, also after
 //   kill -9. An entry acked but killed before its ack reached the disk is delivered again
 //   (at-least-once: consumers de-duplicate by entry id).
-// - Retries, dead letters and replays are written the same way (lazily, in the next group).
+// - Retries, dead letters and replays are written the same way (lazily, in the next group; a
+//   group of only these waits up to 2 ms for an append to share its fdatasync).
 // - Recovery after a crash: a torn last record is dropped silently; a damaged record in the
 //   middle of a segment keeps the records before it and logs a warning naming the file and
-//   offset; a segment of a later format version is refused (open throws).
+//   offset; a segment of a later format version is refused (open throws). Segments are written
+//   ahead with zeros (QueueOptions::preallocate_bytes); zeros after the last record are unused
+//   space, and a torn tail is zeroed (not cut off) so new records follow the good ones.
 // - Compaction: the oldest segment is deleted once every entry appended in it is acked. Dead
 //   letters still in it are first copied forward (a `carry` record) so they survive; entries
 //   still waiting for delivery keep their segment (and every newer one) on disk.
@@ -48,6 +51,11 @@ struct QueueOptions {
   uint64_t max_bytes = 256ull << 20;  // live (unacked, incl. dead) payload bytes; past it: full
   std::chrono::milliseconds retry_backoff{500};  // first retry delay, doubled each time, cap 60 s
   uint64_t segment_bytes = 64ull << 20;
+  // Bytes of zeros written ahead of the log's end (at most segment_bytes): an fdatasync of
+  // records written over zeros already on disk commits data only, not the file's size and
+  // extents as well; a fresh chunk is written when less than half of it is left. 0: no runway,
+  // the file grows with every group commit.
+  uint64_t preallocate_bytes = 1ull << 20;
   // Optional: called on the committer thread once an ack is durable (the ack is final).
   std::function<void(uint64_t id)> on_ack_durable;
 };

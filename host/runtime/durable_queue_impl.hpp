@@ -33,6 +33,8 @@ std::string segment_file_name(uint64_t first_id);
 std::optional<uint64_t> parse_segment_name(const std::string& name);
 // Writes all of `data` at `offset`; false with errno set on failure.
 bool pwrite_all(int fd, std::string_view data, uint64_t offset);
+// Writes zeros over [from, to); false with errno set on failure.
+bool pwrite_zeros(int fd, uint64_t from, uint64_t to);
 void fsync_dir(const std::filesystem::path& dir);
 std::string read_whole_file(const std::filesystem::path& path);
 }  // namespace queue_files
@@ -69,6 +71,10 @@ struct DurableQueue::Impl {
   void apply_recovered(const queue_format::Record& r, uint64_t seg_key);
   void recover();
   bool recover_segment(uint64_t key, const std::filesystem::path& path, bool last);
+  // Zeros a torn tail (from valid_end to its last non-zero byte), durably, keeping the file's
+  // size, so the runway after it stays usable.
+  void zero_torn_tail(const std::filesystem::path& path, std::string_view bytes,
+                      uint64_t valid_end);
   void open_active_segment(bool reuse_last);
   // Creates seg-<first_id>.log with its header, durably, and makes it the active segment.
   // Runs at open and on the committer thread.
@@ -81,6 +87,9 @@ struct DurableQueue::Impl {
   // Writes one batch at the end of the active segment and fdatasyncs it. On failure the
   // partial bytes are cut off again so later batches follow good records. Returns an errno.
   int write_batch(const std::string& meta, const std::string& appends);
+  // Makes sure zeros are on file up to `end` (an errno when they cannot be), and writes the next
+  // chunk of the runway once less than half of it is left (best effort). Committer thread.
+  int ensure_runway(uint64_t end);
   // Rotates to a new segment before a batch that starts with appends once the active one is
   // full. On failure the active segment just grows.
   uint64_t maybe_rotate(const std::vector<PendingAppend>& appends);
@@ -176,7 +185,9 @@ struct DurableQueue::Impl {
 
   // The active segment; the committer thread's own after start-up.
   int fd = -1;
-  uint64_t active_size = 0;
+  uint64_t active_size = 0;    // end of the last record written (where the next one goes)
+  uint64_t zeroed_end = 0;     // the file's size: [active_size, zeroed_end) holds zeros
+  uint64_t recovered_end = 0;  // recovery only: end of the last segment's good records
 };
 
 }  // namespace kghost

@@ -1,8 +1,10 @@
 // Durable queue committer thread: group commit (one write + one fdatasync per batch), segment
 // rotation, completion callbacks, and compaction of fully acknowledged segments.
 #include <fmt/format.h>
+#include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 
 #include "runtime/durable_queue_impl.hpp"
@@ -14,19 +16,44 @@ namespace qf = queue_format;
 using namespace queue_files;
 using Clock = std::chrono::steady_clock;
 
+namespace {
+// How long acks, retries and dead letters wait for an append to share a group commit with.
+constexpr auto kMetaLinger = std::chrono::milliseconds(2);
+}  // namespace
+
+int DurableQueue::Impl::ensure_runway(uint64_t end) {
+  const uint64_t chunk = std::min(opts.preallocate_bytes, opts.segment_bytes);
+  if (chunk == 0 || end + chunk / 2 <= zeroed_end) return 0;
+  const uint64_t from = zeroed_end;
+  uint64_t to = std::max(end, zeroed_end) + chunk;
+  to = (to + 4095) & ~uint64_t{4095};
+  if (!pwrite_zeros(fd, from, to)) {
+    // Past the runway: the batch cannot be written. Inside it: try again with the next batch.
+    return end > zeroed_end ? errno : 0;
+  }
+  zeroed_end = to;
+  // Start writing the zeros back now, so the next fdatasync mostly waits for its own records.
+  ::sync_file_range(fd, static_cast<off_t>(from), static_cast<off_t>(to - from),
+                    SYNC_FILE_RANGE_WRITE);
+  return 0;
+}
+
 int DurableQueue::Impl::write_batch(const std::string& meta, const std::string& appends) {
   uint64_t start = active_size;
-  int err = 0;
-  if (!pwrite_all(fd, meta, start) || !pwrite_all(fd, appends, start + meta.size())) {
+  uint64_t end = start + meta.size() + appends.size();
+  int err = ensure_runway(end);
+  if (err == 0 && (!pwrite_all(fd, meta, start) || !pwrite_all(fd, appends, start + meta.size())))
     err = errno;
-  } else if (::fdatasync(fd) != 0) {
-    err = errno;
-  }
+  if (err == 0 && ::fdatasync(fd) != 0) err = errno;
   if (err == 0) {
-    active_size += meta.size() + appends.size();
+    active_size = end;
+    zeroed_end = std::max(zeroed_end, end);
     fsyncs_counter->Increment();
     return 0;
   }
+  // Cut off whatever part of the batch (and of the runway) made it, so later batches follow
+  // good records; the runway is written again with the next batch.
+  zeroed_end = start;
   if (::ftruncate(fd, static_cast<off_t>(start)) != 0 || ::fdatasync(fd) != 0) {
     log.error(
         fmt::format("{}: cannot undo a failed write to segment {}: {}. The queue refuses "
@@ -66,6 +93,12 @@ void DurableQueue::Impl::committer_loop() {
       commit_cv.wait(lock, [&] {
         return commit_stop || !pending_append_buf.empty() || !pending_meta_buf.empty();
       });
+      if (pending_append_buf.empty() && !commit_stop) {
+        // Only acks and retries: nobody waits for them. Give appends a moment to share the
+        // fdatasync instead of spending one on these alone.
+        commit_cv.wait_for(lock, kMetaLinger,
+                           [&] { return commit_stop || !pending_append_buf.empty(); });
+      }
       if (pending_append_buf.empty() && pending_meta_buf.empty()) break;  // stopping, drained
       append_buf.swap(pending_append_buf);
       meta_buf.swap(pending_meta_buf);

@@ -1,4 +1,5 @@
-// File helpers of the durable queue: segment names, whole writes and reads, directory fsync.
+// File helpers of the durable queue: segment names, whole writes (data or zeros) and reads,
+// directory fsync.
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -46,6 +47,16 @@ bool pwrite_all(int fd, std::string_view data, uint64_t offset) {
     }
     data.remove_prefix(static_cast<std::size_t>(n));
     offset += static_cast<uint64_t>(n);
+  }
+  return true;
+}
+
+bool pwrite_zeros(int fd, uint64_t from, uint64_t to) {
+  static const std::string kZeros(1u << 16, '\0');
+  while (from < to) {
+    std::size_t n = static_cast<std::size_t>(std::min<uint64_t>(to - from, kZeros.size()));
+    if (!pwrite_all(fd, std::string_view(kZeros).substr(0, n), from)) return false;
+    from += n;
   }
   return true;
 }

@@ -1,5 +1,6 @@
 #include "runtime/queue_format.hpp"
 
+#include <algorithm>
 #include <array>
 #include <bit>
 #include <cstring>
@@ -111,6 +112,10 @@ bool decode_payload(std::string_view p, Record& r) {
   return false;
 }
 
+bool all_zeros(std::string_view s) {
+  return std::all_of(s.begin(), s.end(), [](char c) { return c == '\0'; });
+}
+
 }  // namespace
 
 uint32_t crc32c(const void* data, std::size_t size, uint32_t crc) {
@@ -183,6 +188,9 @@ ScanResult scan_records(std::string_view file,
   result.valid_end = pos;
   while (pos < file.size()) {
     uint64_t remaining = file.size() - pos;
+    // A valid record is never all zeros (its length is at least 9): zeros from a record
+    // boundary to the end are the segment's unused pre-allocated runway.
+    if (file[pos] == '\0' && all_zeros(file.substr(pos))) return result;
     if (remaining < kRecordHeaderSize) {
       result.end = ScanEnd::torn;
       result.reason = "incomplete record header";

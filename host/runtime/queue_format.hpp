@@ -1,6 +1,8 @@
 // The durable queue's on-disk format: segment header, record encoding and a pure scanner.
 //
-// A segment file `seg-<first id, 20 digits>.log` is a 16-byte header followed by records:
+// A segment file `seg-<first id, 20 digits>.log` is a 16-byte header followed by records and
+// then, optionally, zeros up to the end of the file (space written ahead of use; a record never
+// starts with a zero length, so the first zero record header ends the log):
 //
 //   header: magic "KGQUEUE\n" (8) | format version u32 | reserved u32 (0)
 //   record: len u32 | crc32c u32 | payload (len bytes)
@@ -69,7 +71,7 @@ struct Record {
 };
 
 enum class ScanEnd {
-  clean,    // every byte belongs to a valid record
+  clean,    // every byte belongs to a valid record, or to the zeros after the last one
   torn,     // the last record is incomplete or its CRC fails and nothing follows: crash residue
   corrupt,  // a bad record with more bytes after it (damage, not a crash)
 };

@@ -123,15 +123,11 @@ bool DurableQueue::Impl::recover_segment(uint64_t key, const fs::path& path, boo
   segments[key].path = path;
   auto scan = qf::scan_records(bytes, [&](const qf::Record& r) { apply_recovered(r, key); });
   bool reusable = last;
+  if (last) recovered_end = scan.valid_end;
   if (scan.end == qf::ScanEnd::torn && last) {
-    // Normal after a crash: the last group commit was not (fully) written. Cut it off so
-    // new records follow the good ones.
-    int tfd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
-    if (tfd < 0 || ::ftruncate(tfd, static_cast<off_t>(scan.valid_end)) != 0 ||
-        ::fdatasync(tfd) != 0) {
-      fail_unwritable("cannot truncate the torn tail of " + path.string(), errno);
-    }
-    ::close(tfd);
+    // Normal after a crash: the last group commit was not (fully) written. Zero it so new
+    // records follow the good ones (a zeroed tail reads as the unused runway).
+    zero_torn_tail(path, bytes, scan.valid_end);
   } else if (scan.end != qf::ScanEnd::clean) {
     log.warn(fmt::format(
         "{}: segment {} is damaged at offset {} ({}); kept the records before it and "
@@ -145,6 +141,17 @@ bool DurableQueue::Impl::recover_segment(uint64_t key, const fs::path& path, boo
     max_damaged_id = std::max(max_damaged_id, key + bytes.size() / kMinAppend);
   }
   return reusable;
+}
+
+void DurableQueue::Impl::zero_torn_tail(const fs::path& path, std::string_view bytes,
+                                        uint64_t valid_end) {
+  uint64_t torn_end = bytes.size();
+  while (torn_end > valid_end && bytes[torn_end - 1] == '\0') --torn_end;
+  int tfd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
+  if (tfd < 0 || !pwrite_zeros(tfd, valid_end, torn_end) || ::fdatasync(tfd) != 0) {
+    fail_unwritable("cannot clear the torn tail of " + path.string(), errno);
+  }
+  ::close(tfd);
 }
 
 void DurableQueue::Impl::recover() {
@@ -187,7 +194,8 @@ void DurableQueue::Impl::open_active_segment(bool reuse_last) {
     if (fd < 0) fail_unwritable("cannot open " + seg.path.string() + " for writing", errno);
     struct stat st {};
     ::fstat(fd, &st);
-    active_size = static_cast<uint64_t>(st.st_size);
+    active_size = recovered_end;  // what follows is zeros: runway, or a cleared torn tail
+    zeroed_end = std::max(recovered_end, static_cast<uint64_t>(st.st_size));
     active_segment = key;
   } else {
     while (fs::exists(opts.dir / segment_file_name(next_id))) ++next_id;
@@ -205,8 +213,17 @@ bool DurableQueue::Impl::create_segment(uint64_t first_id, int& err) {
     err = errno;
     return false;
   }
+  // The header and the first chunk of the runway, durable before the file is named active.
   std::string header = qf::segment_header();
-  if (!pwrite_all(nfd, header, 0) || ::fdatasync(nfd) != 0) {
+  uint64_t runway = std::min(opts.preallocate_bytes, opts.segment_bytes);
+  uint64_t file_end = runway ? (header.size() + runway + 4095) & ~uint64_t{4095} : header.size();
+  bool ok = pwrite_all(nfd, header, 0);
+  if (ok && file_end > header.size() && !pwrite_zeros(nfd, header.size(), file_end)) {
+    // No room for the runway (disk nearly full): start without it, growing per commit.
+    file_end = header.size();
+    ok = ::ftruncate(nfd, static_cast<off_t>(file_end)) == 0;
+  }
+  if (!ok || ::fdatasync(nfd) != 0) {
     err = errno;
     ::close(nfd);
     ::unlink(path.c_str());
@@ -216,6 +233,7 @@ bool DurableQueue::Impl::create_segment(uint64_t first_id, int& err) {
   if (fd >= 0) ::close(fd);
   fd = nfd;
   active_size = header.size();
+  zeroed_end = file_end;
   std::lock_guard lock(mu);
   segments[first_id].path = path;
   active_segment = first_id;

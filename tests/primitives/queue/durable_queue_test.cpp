@@ -75,6 +75,13 @@ class DurableQueueTest : public ::testing::Test {
     return out;
   }
 
+  // Offset just past the last good record of a segment (before its zeroed runway).
+  static uint64_t data_end(const fs::path& seg) {
+    std::ifstream in(seg, std::ios::binary);
+    std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    return qf::scan_records(bytes, [](const qf::Record&) {}).valid_end;
+  }
+
   static std::vector<QueueEntry> dead_letters(const DurableQueue& q) {
     std::vector<QueueEntry> out;
     q.list_dead([&](const QueueEntry& e) {
@@ -299,16 +306,23 @@ TEST_F(DurableQueueTest, TornLastRecordIsDroppedSilently) {
   auto segs = segments(o.dir);
   ASSERT_EQ(segs.size(), 1u);
   auto good_size = fs::file_size(segs[0]);
+  auto good_end = data_end(segs[0]);
+  EXPECT_GT(good_size, good_end) << "the segment has a zeroed runway";
   {
-    // A crash in the middle of a group commit: half a record at the end.
+    // A crash in the middle of a group commit: half a record after the good ones.
     std::string rec;
     qf::encode_append(rec, 99, "third, never confirmed");
-    std::ofstream out(segs[0], std::ios::binary | std::ios::app);
+    std::fstream out(segs[0], std::ios::binary | std::ios::in | std::ios::out);
+    out.seekp(static_cast<std::streamoff>(good_end));
     out.write(rec.data(), static_cast<std::streamsize>(rec.size() / 2));
   }
-  auto q = open(o);
+  std::ostringstream log;
+  Logger capture(std::make_shared<spdlog::sinks::ostream_sink_mt>(log));
+  auto q = DurableQueue::open(o, pool_, registry_, capture);
+  EXPECT_EQ(log.str(), "") << "a torn tail is normal after a crash";
   EXPECT_EQ(q->depth(), 2u);
-  EXPECT_EQ(fs::file_size(segs[0]), good_size);  // the torn tail was cut off
+  EXPECT_EQ(fs::file_size(segs[0]), good_size);  // the torn tail was zeroed, the runway kept
+  EXPECT_EQ(data_end(segs[0]), good_end);
   uint64_t id = append_sync(*q, "after");
   Recorder rec;
   q->consume(rec.consumer());
@@ -326,7 +340,7 @@ TEST_F(DurableQueueTest, CorruptRecordMidSegmentKeepsEarlierRecordsAndNamesTheFi
   {
     auto q = open(o);
     append_sync(*q, "first");
-    offset_of_second = fs::file_size(segments(o.dir)[0]);
+    offset_of_second = data_end(segments(o.dir)[0]);
     append_sync(*q, "second");
     append_sync(*q, "third");
   }
@@ -483,7 +497,8 @@ TEST_F(DurableQueueTest, WriteFailureGivesIoErrorAndQueueRecovers) {
   tight.rlim_cur = fs::file_size(segments(tmp_.path() / "q")[0]) + 100;
   ASSERT_EQ(::setrlimit(RLIMIT_FSIZE, &tight), 0);
   std::atomic<int> result{-1};
-  EXPECT_EQ(q->append(std::string(4096, 'f'),
+  // Bigger than the zeroed runway, so the write has to grow the file.
+  EXPECT_EQ(q->append(std::string((1u << 20) + 4096, 'f'),
                       [&](AppendStatus s, uint64_t) { result = static_cast<int>(s); }),
             AppendStatus::ok);
   bool failed = wait_until([&] { return result != -1; });
@@ -536,6 +551,31 @@ TEST(QueueFormat, ScannerTellsTornTailFromMidSegmentDamage) {
   auto d = qf::scan_records(damaged, [](const qf::Record&) {});
   EXPECT_EQ(d.end, qf::ScanEnd::corrupt);
   EXPECT_EQ(d.valid_end, qf::kHeaderSize);
+}
+
+TEST(QueueFormat, ZerosAfterTheLastRecordAreRunwayNotDamage) {
+  std::string file = qf::segment_header();
+  qf::encode_append(file, 1, "a");
+  auto one = file.size();
+  int n = 0;
+  auto runway = qf::scan_records(file + std::string(5000, '\0'), [&](const qf::Record&) { ++n; });
+  EXPECT_EQ(runway.end, qf::ScanEnd::clean);
+  EXPECT_EQ(runway.valid_end, one);
+  EXPECT_EQ(n, 1);
+  // Fewer zeros than a record header: still the runway.
+  EXPECT_EQ(qf::scan_records(file + std::string(3, '\0'), [](const qf::Record&) {}).end,
+            qf::ScanEnd::clean);
+  // A torn record inside the runway is torn, not damage.
+  std::string rec;
+  qf::encode_append(rec, 2, "bbbbbbbb");
+  std::string torn = file + rec.substr(0, rec.size() - 4) + std::string(4000, '\0');
+  auto t = qf::scan_records(torn, [](const qf::Record&) {});
+  EXPECT_EQ(t.end, qf::ScanEnd::torn);
+  EXPECT_EQ(t.valid_end, one);
+  // Zeros and then bytes again: damage.
+  auto d = qf::scan_records(file + std::string(64, '\0') + rec, [](const qf::Record&) {});
+  EXPECT_EQ(d.end, qf::ScanEnd::corrupt);
+  EXPECT_EQ(d.valid_end, one);
 }
 
 TEST(QueueFormat, Crc32cMatchesKnownVector) { EXPECT_EQ(qf::crc32c("123456789", 9), 0xE3069283u); }

@@ -7,7 +7,11 @@
 //   K <id>                     an ack is durable (QueueOptions::on_ack_durable)
 //   DONE                       drain mode: queue empty and stopped cleanly
 // Usage: queue_crash_driver <dir> <round> run|drain
+//        queue_crash_driver <dir> <n> append   appends payloads p1..pn one after the other (each
+//                                              durable before the next: A lines), then SIGKILLs
+//                                              itself without stopping the queue
 #include <prometheus/registry.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -42,11 +46,29 @@ void emit(const std::string& line) {
   }
 }
 
+// Appends p1..pn, each durable before the next, then dies like kill -9 would kill it.
+int append_then_die(kghost::DurableQueue& queue, int n) {
+  for (int i = 1; i <= n; ++i) {
+    std::string payload = "p" + std::to_string(i);
+    auto state = std::make_shared<std::atomic<int>>(0);  // outlives a late notify_one()
+    auto status = queue.append(payload, [state, payload](kghost::AppendStatus s, uint64_t id) {
+      if (s == kghost::AppendStatus::ok) emit("A " + std::to_string(id) + " " + payload);
+      state->store(s == kghost::AppendStatus::ok ? 1 : 2);
+      state->notify_one();
+    });
+    if (status != kghost::AppendStatus::ok) return 3;
+    state->wait(0);
+    if (state->load() != 1) return 3;
+  }
+  ::kill(::getpid(), SIGKILL);
+  return 5;  // not reached
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   if (argc != 4) {
-    std::fprintf(stderr, "usage: %s <dir> <round> run|drain\n", argv[0]);
+    std::fprintf(stderr, "usage: %s <dir> <round> run|drain|append\n", argv[0]);
     return 2;
   }
   const int round = std::atoi(argv[2]);
@@ -63,6 +85,7 @@ int main(int argc, char** argv) {
   options.on_ack_durable = [](uint64_t id) { emit("K " + std::to_string(id)); };
   auto queue = kghost::DurableQueue::open(options, pool, registry, log);
   emit("S");
+  if (std::string(argv[3]) == "append") return append_then_die(*queue, round);
 
   queue->consume([](const kghost::QueueEntry& e, std::string& error) {
     emit("D " + std::to_string(e.id) + " " + std::to_string(e.attempt) + " " + e.data);

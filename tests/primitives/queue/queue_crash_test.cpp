@@ -22,12 +22,17 @@
 #include <cstdlib>
 #include <fstream>
 #include <map>
+#include <mutex>
 #include <random>
 #include <set>
 #include <sstream>
 #include <thread>
 
+#include <prometheus/registry.h>
+#include <spdlog/sinks/ostream_sink.h>
+
 #include "queue_crash_payload.hpp"
+#include "runtime/durable_queue.hpp"
 #include "runtime/queue_format.hpp"
 #include "support.hpp"
 
@@ -212,6 +217,75 @@ TEST(DurableQueueCrash, Kill9DuringAppendsAndAcksLosesNothingAndRedeliversNoAcke
             << ", deliveries " << ledger.deliveries << ", acks durable but unreported at a kill "
             << ledger.acks_durable_unreported << ", rounds finished before the kill "
             << finished_before_kill << "\n";
+}
+
+// A segment written ahead with zeros, then kill -9 right after the last confirmed append:
+// recovery finds the end of the log inside the zeroed runway, keeps every confirmed append,
+// warns about nothing, and later appends follow the good records (a second crash and reopen
+// still sees them all, in order, under their ids).
+TEST(DurableQueueCrash, PreallocatedSegmentKeepsEveryConfirmedAppendAfterKill9) {
+  TempDir tmp;
+  const fs::path dir = tmp.path() / "queue";
+  std::map<uint64_t, std::string> confirmed;
+  auto run = [&](int n) {
+    Process driver({KG_QUEUE_CRASH_DRIVER, dir.string(), std::to_string(n), "append"});
+    auto code = driver.wait(30s);
+    ASSERT_TRUE(code.has_value());
+    ASSERT_EQ(*code, 128 + SIGKILL) << driver.output();
+    std::istringstream in(driver.output());
+    std::string kind, payload;
+    uint64_t id = 0;
+    int lines = 0;
+    while (in >> kind && kind != "A") {
+    }
+    do {
+      if (kind != "A" || !(in >> id >> payload)) break;
+      ASSERT_TRUE(confirmed.emplace(id, payload).second) << "id " << id << " handed out twice";
+      ++lines;
+    } while (in >> kind);
+    ASSERT_EQ(lines, n) << driver.output();
+  };
+  run(300);
+  std::vector<fs::path> segs;
+  for (const auto& e : fs::directory_iterator(dir))
+    if (e.path().filename().string().starts_with("seg-")) segs.push_back(e.path());
+  ASSERT_EQ(segs.size(), 1u);
+  std::ifstream in(segs[0], std::ios::binary);
+  std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  auto scan = qf::scan_records(bytes, [](const qf::Record&) {});
+  EXPECT_EQ(scan.end, qf::ScanEnd::clean);
+  EXPECT_LT(scan.valid_end, bytes.size()) << "the segment was not written ahead with zeros";
+  EXPECT_EQ(live_on_disk(dir).size(), 300u);
+
+  run(200);  // reopens after the kill, appends after the good records, dies again
+  auto live = live_on_disk(dir);
+  ASSERT_EQ(live.size(), 500u);
+  for (const auto& [id, payload] : confirmed) EXPECT_TRUE(live.count(id)) << id << " lost";
+
+  // A clean open delivers each confirmed payload under its id, nothing else, and warns of
+  // nothing.
+  WorkerPool pool(2);
+  prometheus::Registry registry;
+  std::ostringstream log;
+  Logger capture(std::make_shared<spdlog::sinks::ostream_sink_mt>(log));
+  QueueOptions o;
+  o.dir = dir;
+  o.name = "crash";
+  auto q = DurableQueue::open(o, pool, registry, capture);
+  std::mutex m;
+  std::map<uint64_t, std::string> delivered;
+  q->consume([&](const QueueEntry& e, std::string&) {
+    std::lock_guard lock(m);
+    delivered.emplace(e.id, e.data);
+    return DurableQueue::Outcome::ack;
+  });
+  ASSERT_TRUE(wait_until([&] {
+    std::lock_guard lock(m);
+    return delivered.size() >= confirmed.size();
+  }));
+  q->stop();
+  EXPECT_EQ(delivered, confirmed);
+  EXPECT_EQ(log.str(), "");
 }
 
 }  // namespace
