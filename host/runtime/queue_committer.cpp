@@ -1,7 +1,7 @@
 // Durable queue committer thread: group commit (one write + one fdatasync per batch), segment
 // rotation, completion callbacks, and compaction of fully acknowledged segments.
-#include <fmt/format.h>
 #include <fcntl.h>
+#include <fmt/format.h>
 #include <unistd.h>
 
 #include <algorithm>

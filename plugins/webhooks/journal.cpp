@@ -36,7 +36,9 @@ void Journal::load(Generation& g) const {
 }
 
 bool Journal::holds(const Generation& g, std::string_view id, uint64_t print) const {
-  if (!std::binary_search(g.prints.begin(), g.prints.end(), print)) return false;
+  if (!std::binary_search(g.prints.begin(), g.prints.end(), print) &&
+      !std::binary_search(g.recent.begin(), g.recent.end(), print))
+    return false;
   // The fingerprint matches: the file says whether the id itself is there.
   std::ifstream in(g.file);
   std::string line;
@@ -51,28 +53,56 @@ bool Journal::contains(std::string_view id) const {
   return holds(current_, id, print) || holds(previous_, id, print);
 }
 
-void Journal::add(std::string_view id) {
-  const uint64_t print = fingerprint_(id);
-  std::lock_guard lock(mu_);
-  if (current_.prints.size() >= rotate_) {
-    ::close(fd_);
-    std::filesystem::rename(current_.file, previous_.file);
-    previous_.prints = std::move(current_.prints);
-    current_.prints = {};
-    open_current();
-  }
-  auto& p = current_.prints;
-  p.insert(std::upper_bound(p.begin(), p.end(), print), print);
-  std::string line(id);
-  line += '\n';
-  // One write(2) with O_APPEND: a line is whole or absent after a crash.
-  if (fd_ >= 0 && ::write(fd_, line.data(), line.size()) != static_cast<ssize_t>(line.size()))
+void Journal::insert(Generation& g, uint64_t print) {
+  constexpr std::size_t kRecent = 512;
+  auto& r = g.recent;
+  r.insert(std::upper_bound(r.begin(), r.end(), print), print);
+  if (r.size() < kRecent) return;
+  const auto middle = static_cast<std::ptrdiff_t>(g.prints.size());
+  g.prints.insert(g.prints.end(), r.begin(), r.end());
+  std::inplace_merge(g.prints.begin(), g.prints.begin() + middle, g.prints.end());
+  r.clear();
+}
+
+void Journal::rotate() {
+  ::close(fd_);
+  std::filesystem::rename(current_.file, previous_.file);
+  previous_.prints = std::move(current_.prints);
+  previous_.recent = std::move(current_.recent);
+  current_.prints = {};
+  current_.recent = {};
+  open_current();
+}
+
+void Journal::write_lines(const std::string& lines) {
+  // One write(2) with O_APPEND: after a crash the lines are whole, but for the last one
+  // (which open_current ends).
+  if (lines.empty()) return;
+  if (fd_ >= 0 && ::write(fd_, lines.data(), lines.size()) != static_cast<ssize_t>(lines.size()))
     failed_writes_++;
+}
+
+void Journal::add_all(const std::vector<std::string_view>& ids) {
+  std::string lines;
+  std::lock_guard lock(mu_);
+  for (std::string_view id : ids) {
+    if (current_.size() >= rotate_) {
+      write_lines(lines);
+      lines.clear();
+      rotate();
+    }
+    insert(current_, fingerprint_(id));
+    lines.append(id);
+    lines += '\n';
+  }
+  write_lines(lines);
 }
 
 std::size_t Journal::memory_bytes() const {
   std::lock_guard lock(mu_);
-  return (current_.prints.capacity() + previous_.prints.capacity()) * sizeof(uint64_t);
+  return (current_.prints.capacity() + current_.recent.capacity() + previous_.prints.capacity() +
+          previous_.recent.capacity()) *
+         sizeof(uint64_t);
 }
 
 void Journal::open_current() {

@@ -43,7 +43,9 @@ class Journal {
   bool contains(std::string_view id) const;
   // Records `id` in memory and in processed.log; first rotates (processed.log becomes
   // processed.1.log, the older generation is dropped) once the current one holds `rotate` ids.
-  void add(std::string_view id);
+  void add(std::string_view id) { add_all({id}); }
+  // The same for several ids, under one lock and with one write(2) per generation touched.
+  void add_all(const std::vector<std::string_view>& ids);
   uint64_t failed_writes() const { return failed_writes_.load(); }
   // Bytes the in-memory index holds (vector capacities): bounded by rotate, not by the number
   // of events ever added.
@@ -53,7 +55,14 @@ class Journal {
   struct Generation {
     std::filesystem::path file;
     std::vector<uint64_t> prints;  // sorted; one per id (equal fingerprints repeat)
+    // The latest additions, sorted, merged into `prints` in bulk: an insert moves a few KB,
+    // not half of `prints`.
+    std::vector<uint64_t> recent;
+    std::size_t size() const { return prints.size() + recent.size(); }
   };
+  static void insert(Generation& g, uint64_t print);
+  void rotate();
+  void write_lines(const std::string& lines);
   void load(Generation& g) const;
   bool holds(const Generation& g, std::string_view id, uint64_t print) const;
   void open_current();

@@ -86,8 +86,7 @@ void Processor::process(std::vector<Plugin::BatchItem>& batch) {
   std::vector<Work> work;
   work.reserve(batch.size());
   for (auto& item : batch) {
-    nlohmann::json doc;
-    auto ev = parse_event(item.entry.data, &doc);
+    auto ev = parse_event(item.entry.data);  // streaming: no document is built
     if (!ev) {
       fail(item, "?", "the spooled entry is not a Stripe event");
       continue;
@@ -96,7 +95,7 @@ void Processor::process(std::vector<Plugin::BatchItem>& batch) {
       skip(item);
       continue;
     }
-    if (!has_data_object(doc)) {
+    if (!ev->data_object) {
       fail(item, ev->id, "the event has no data.object");
       continue;
     }
@@ -189,8 +188,12 @@ void Processor::publish(std::vector<Work>& work) {
 // Done marks before the ack: once the queue's ack is durable nothing redelivers it, and before
 // that a redelivery finds these marks.
 void Processor::mark_done(std::vector<Work>& work) {
-  for (auto& w : work)
-    if (journal_) journal_->add(w.event.id);
+  if (journal_) {
+    std::vector<std::string_view> ids;
+    ids.reserve(work.size());
+    for (auto& w : work) ids.push_back(w.event.id);
+    journal_->add_all(ids);
+  }
   auto put = store_all(work.size(), cfg_.store_timeout, [&](std::size_t i, auto later) {
     return host_.put(work[i].done_key, "1", cfg_.idempotency_ttl, std::move(later));
   });

@@ -18,9 +18,12 @@ bool valid_event_type(std::string_view s);
 
 struct ParsedEvent {
   std::string id, type;
+  bool data_object = false;  // `data.object` is an object (see has_data_object)
 };
-// The event's id and type, or nothing for a body that is not a usable event. `doc_out`, when
-// given, receives the parsed document of a usable event.
+// The event's id and type, or nothing for a body that is not a usable event. The whole body is
+// checked to be JSON either way. Without `doc_out` no document is built (a streaming parse that
+// keeps only id, type and whether data.object is an object); with it, `doc_out` receives the
+// parsed document of a usable event. Both read duplicate keys the same way: the last one wins.
 std::optional<ParsedEvent> parse_event(std::string_view body, nlohmann::json* doc_out = nullptr);
 
 // Whether a parsed event carries the object it is about (`data.object`, an object).

@@ -1,6 +1,7 @@
 // libFuzzer target for Stripe event parsing. Input: the raw body. Checks, besides "no crash,
-// no sanitizer report": the result is stable, an accepted event's id and type obey the id and
-// type rules, and an accepted event re-serialised parses to the same id and type.
+// no sanitizer report": the streaming parse (no document) and the document parse agree (same
+// acceptance, id, type and data.object), an accepted event's id and type obey the id and type
+// rules, and an accepted event re-serialised parses to the same id and type.
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
@@ -17,8 +18,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (e1.has_value() != e2.has_value()) std::abort();
   if (!e1) return 0;
   if (e1->id != e2->id || e1->type != e2->type) std::abort();
+  if (e1->data_object != e2->data_object || e1->data_object != has_data_object(doc)) std::abort();
   if (!valid_event_id(e1->id) || !valid_event_type(e1->type)) std::abort();
-  (void)has_data_object(doc);
   auto again = parse_event(doc.dump());
   if (!again || again->id != e1->id || again->type != e1->type) std::abort();
   return 0;

@@ -66,4 +66,40 @@ TEST(StripeEvent, DataObjectMustBeAnObject) {
   EXPECT_FALSE(has(R"({"id":"e","type":"t","data":{"object":null}})"));
 }
 
+// The processing path reads events without building a document; it must see what the
+// document sees, duplicate keys (last wins) and nesting included.
+TEST(StripeEvent, StreamingParseAgreesWithTheDocument) {
+  for (const char* body : {
+           R"({"id":"e","type":"t","data":{"object":{"id":"in_1"}}})",
+           R"({"id":"e","type":"t","data":{"object":{}},"data":{"object":1}})",
+           R"({"id":"e","type":"t","data":{"object":1},"data":{"object":{}}})",
+           R"({"id":"e","type":"t","data":{"object":{},"object":[]}})",
+           R"({"id":"e","type":"t","data":[{"object":{}}]})",
+           R"({"id":"e","type":"t","x":{"data":{"object":{}}}})",
+           R"({"id":"e","type":"t","data":{"x":{"object":{}}}})",
+           R"({"id":"e","id":"f","type":"t"})",
+           R"({"id":"e","id":7,"type":"t"})",
+           R"({"id":7,"id":"e","type":"t"})",
+           R"({"id":{"id":"e"},"type":"t"})",
+           R"({"id":"e","type":"t","data":{"object":{}}} x)",
+           R"({"id":"e","type":"t","n":1e999})",
+           R"({"id":"eA","type":"t"})",
+           R"([{"id":"e","type":"t"}])",
+       }) {
+    nlohmann::json doc;
+    auto dom = parse_event(body, &doc);
+    auto streamed = parse_event(body);
+    ASSERT_EQ(dom.has_value(), streamed.has_value()) << body;
+    if (!dom) continue;
+    EXPECT_EQ(dom->id, streamed->id) << body;
+    EXPECT_EQ(dom->type, streamed->type) << body;
+    EXPECT_EQ(dom->data_object, streamed->data_object) << body;
+    EXPECT_EQ(has_data_object(doc), streamed->data_object) << body;
+  }
+  auto e = parse_event(R"({"id":"e","id":"f","type":"t","data":{"object":{}}})");
+  ASSERT_TRUE(e);
+  EXPECT_EQ(e->id, "f");
+  EXPECT_TRUE(e->data_object);
+}
+
 }  // namespace

@@ -17,7 +17,9 @@
 // two ids, no delivery is of a payload the driver never made. At the end a drain round
 // delivers everything left; every confirmed append must then be acked.
 #include <gtest/gtest.h>
+#include <prometheus/registry.h>
 #include <signal.h>
+#include <spdlog/sinks/ostream_sink.h>
 
 #include <cstdlib>
 #include <fstream>
@@ -27,9 +29,6 @@
 #include <set>
 #include <sstream>
 #include <thread>
-
-#include <prometheus/registry.h>
-#include <spdlog/sinks/ostream_sink.h>
 
 #include "queue_crash_payload.hpp"
 #include "runtime/durable_queue.hpp"
