@@ -104,9 +104,9 @@ void MemoryStore::stop() {
   flush_metrics();
 }
 
-MemoryStore::Shard& MemoryStore::shard_for(std::string_view key) {
+MemoryStore::Shard& MemoryStore::shard_for(std::size_t hash) {
   // Mix the hash so the shard index does not use the same bits as the map's bucket index.
-  const uint64_t h = Hash{}(key)*0x9E3779B97F4A7C15ull;
+  const uint64_t h = hash * 0x9E3779B97F4A7C15ull;
   return shards_[(h >> 32) & shard_mask_];
 }
 
@@ -143,11 +143,12 @@ int64_t MemoryStore::remaining_ms(const Entry& e, TimePoint now) {
 StoreReply MemoryStore::do_check_and_set(std::string_view key, std::chrono::milliseconds ttl) {
   const TimePoint t = now();
   const TimePoint expires = ttl.count() > 0 ? t + ttl : TimePoint::max();
-  Shard& shard = shard_for(key);
+  const Hashed hk{key, Hash{}(key)};
+  Shard& shard = shard_for(hk.hash);
   StoreReply r;
   std::lock_guard lock(shard.mutex);
   account(shard, StoreOp::check_and_set, t);
-  auto it = shard.map.find(key);
+  auto it = shard.map.find(hk);
   if (it == shard.map.end()) {
     shard.map.emplace(std::string(key), Entry{"1", 0, false, expires});
     r.created = true;
@@ -161,11 +162,12 @@ StoreReply MemoryStore::do_check_and_set(std::string_view key, std::chrono::mill
 StoreReply MemoryStore::do_incr(std::string_view key, int64_t delta,
                                 std::chrono::milliseconds ttl) {
   const TimePoint t = now();
-  Shard& shard = shard_for(key);
+  const Hashed hk{key, Hash{}(key)};
+  Shard& shard = shard_for(hk.hash);
   StoreReply r;
   std::lock_guard lock(shard.mutex);
   account(shard, StoreOp::incr, t);
-  auto it = shard.map.find(key);
+  auto it = shard.map.find(hk);
   if (it == shard.map.end() || it->second.expires <= t) {
     Entry fresh{{}, delta, true, ttl.count() > 0 ? t + ttl : TimePoint::max()};
     if (it == shard.map.end())
@@ -200,11 +202,12 @@ StoreReply MemoryStore::do_incr(std::string_view key, int64_t delta,
 
 StoreReply MemoryStore::do_get(std::string_view key) {
   const TimePoint t = now();
-  Shard& shard = shard_for(key);
+  const Hashed hk{key, Hash{}(key)};
+  Shard& shard = shard_for(hk.hash);
   StoreReply r;
   std::lock_guard lock(shard.mutex);
   account(shard, StoreOp::get, t);
-  auto it = shard.map.find(key);
+  auto it = shard.map.find(hk);
   if (it == shard.map.end()) {
     r.code = StoreCode::not_found;
     return r;
@@ -224,11 +227,12 @@ StoreReply MemoryStore::do_put(std::string_view key, std::string_view value,
                                std::chrono::milliseconds ttl) {
   const TimePoint t = now();
   const TimePoint expires = ttl.count() > 0 ? t + ttl : TimePoint::max();
-  Shard& shard = shard_for(key);
+  const Hashed hk{key, Hash{}(key)};
+  Shard& shard = shard_for(hk.hash);
   StoreReply r;
   std::lock_guard lock(shard.mutex);
   account(shard, StoreOp::put, t);
-  auto it = shard.map.find(key);
+  auto it = shard.map.find(hk);
   if (it == shard.map.end()) {
     shard.map.emplace(std::string(key), Entry{std::string(value), 0, false, expires});
   } else {
@@ -243,11 +247,12 @@ StoreReply MemoryStore::do_put(std::string_view key, std::string_view value,
 
 StoreReply MemoryStore::do_del(std::string_view key) {
   const TimePoint t = now();
-  Shard& shard = shard_for(key);
+  const Hashed hk{key, Hash{}(key)};
+  Shard& shard = shard_for(hk.hash);
   StoreReply r;
   std::lock_guard lock(shard.mutex);
   account(shard, StoreOp::del, t);
-  auto it = shard.map.find(key);
+  auto it = shard.map.find(hk);
   if (it == shard.map.end()) {
     r.code = StoreCode::not_found;
     return r;

@@ -85,13 +85,25 @@ class MemoryStore final : public Store {
     bool is_int = false;
     TimePoint expires = TimePoint::max();
   };
+  // A key with its hash, computed once per operation for both the shard and the map lookup.
+  struct Hashed {
+    std::string_view key;
+    std::size_t hash;
+  };
   struct Hash {
     using is_transparent = void;
-    std::size_t operator()(std::string_view s) const noexcept {
-      return std::hash<std::string_view>{}(s);
-    }
+    // Deliberately not noexcept: libstdc++ then keeps each node's hash in the node, so bucket
+    // walks (lookups, rehashing, the sweep) never rehash the keys they pass.
+    std::size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+    std::size_t operator()(const Hashed& k) const noexcept { return k.hash; }
   };
-  using Map = std::unordered_map<std::string, Entry, Hash, std::equal_to<>>;
+  struct Equal {
+    using is_transparent = void;
+    bool operator()(std::string_view a, std::string_view b) const noexcept { return a == b; }
+    bool operator()(std::string_view a, const Hashed& b) const noexcept { return a == b.key; }
+    bool operator()(const Hashed& a, std::string_view b) const noexcept { return a.key == b; }
+  };
+  using Map = std::unordered_map<std::string, Entry, Hash, Equal>;
 
   struct alignas(64) Shard {
     mutable std::mutex mutex;  // guards everything below
@@ -103,7 +115,7 @@ class MemoryStore final : public Store {
   };
 
   TimePoint now() const { return clock_ ? clock_() : Clock::now(); }
-  Shard& shard_for(std::string_view key);
+  Shard& shard_for(std::size_t hash);
   // Caller holds shard.mutex. Counts the op and runs the small sweep when it is due.
   void account(Shard& shard, StoreOp op, TimePoint now);
   // Caller holds shard.mutex. Erases expired entries in up to `buckets` buckets.

@@ -151,12 +151,13 @@ class Webhooks final : public kghost::sdk::Plugin {
 
   struct Call {  // one POST /webhooks/stripe in flight
     Responder responder;
-    std::string request_id, signature, body, event_id;
+    std::string signature, body, event_id;
     bool signature_repeated = false;
   };
   using CallPtr = std::shared_ptr<Call>;
 
-  void count(const char* result) { results_.at(result).add(); }
+  // Heterogeneous lookup (std::less<>): no std::string is built per call.
+  void count(std::string_view result) { results_.find(result)->second.add(); }
 
   void finish_error(const CallPtr& c, uint16_t status, std::string_view code, std::string_view msg,
                     bool retry_after = false) {
@@ -167,7 +168,6 @@ class Webhooks final : public kghost::sdk::Plugin {
 
   void on_webhook(Request& req) {
     auto c = std::make_shared<Call>();
-    c->request_id = req.id();
     c->signature = req.header("stripe-signature").value_or("");
     c->signature_repeated = req.header("stripe-signature", 1).has_value();
     c->body = req.body();
