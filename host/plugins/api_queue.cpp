@@ -74,28 +74,37 @@ kg_status api_queue_consume(kg_queue* q, kg_consume_fn fn, void* ud) {
   if (handle->owner->live) handle->shared->activate(handle->owner);  // consumes from now on
   return KG_OK;
 }
+void deliver_batch(kg_consume_batch_fn fn, void* ud, const std::vector<QueueEntry>& batch,
+                   std::vector<DurableQueue::Delivery>& out) {
+  std::vector<kg_queue_entry> entries;
+  entries.reserve(batch.size());
+  for (const QueueEntry& e : batch)
+    entries.push_back({sizeof(kg_queue_entry), e.id, e.attempt, ks(e.data), ks(e.last_error)});
+  std::vector<kg_status> statuses(batch.size(), KG_ERR_RETRY);
+  std::vector<kg_str> reasons(batch.size(), kg_str{nullptr, 0});
+  fn(ud, entries.data(), entries.size(), statuses.data(), reasons.data());
+  for (std::size_t i = 0; i < batch.size(); ++i) {
+    if (statuses[i] == KG_OK) {
+      out[i].outcome = DurableQueue::Outcome::ack;
+      continue;
+    }
+    out[i].outcome = DurableQueue::Outcome::retry;
+    out[i].error = reasons[i].len ? std::string(sv(reasons[i]))
+                                  : "consumer returned status " + std::to_string(statuses[i]);
+  }
+}
+// Through the shelf like queue_consume, so a reload's new instance takes the queue over from
+// the old one (and the old instance's fn/ud is never called once it has been released).
 kg_status api_queue_consume_batch(kg_queue* q, uint32_t max_batch, kg_consume_batch_fn fn,
                                   void* ud) {
   if (!q || !fn || max_batch == 0) return KG_ERR_INVALID;
-  q_of(q)->consume_batch(max_batch, [fn, ud](const std::vector<QueueEntry>& batch,
-                                             std::vector<DurableQueue::Delivery>& out) {
-    std::vector<kg_queue_entry> entries;
-    entries.reserve(batch.size());
-    for (const QueueEntry& e : batch)
-      entries.push_back({sizeof(kg_queue_entry), e.id, e.attempt, ks(e.data), ks(e.last_error)});
-    std::vector<kg_status> statuses(batch.size(), KG_ERR_RETRY);
-    std::vector<kg_str> reasons(batch.size(), kg_str{nullptr, 0});
-    fn(ud, entries.data(), entries.size(), statuses.data(), reasons.data());
-    for (std::size_t i = 0; i < batch.size(); ++i) {
-      if (statuses[i] == KG_OK) {
-        out[i].outcome = DurableQueue::Outcome::ack;
-        continue;
-      }
-      out[i].outcome = DurableQueue::Outcome::retry;
-      out[i].error = reasons[i].len ? std::string(sv(reasons[i]))
-                                    : "consumer returned status " + std::to_string(statuses[i]);
-    }
-  });
+  auto* handle = handle_of(q);
+  handle->shared->offer(
+      handle->owner, max_batch,
+      [fn, ud](const std::vector<QueueEntry>& batch, std::vector<DurableQueue::Delivery>& out) {
+        deliver_batch(fn, ud, batch, out);
+      });
+  if (handle->owner->live) handle->shared->activate(handle->owner);  // consumes from now on
   return KG_OK;
 }
 uint64_t api_queue_depth(kg_queue* q) { return q ? q_of(q)->depth() : 0; }

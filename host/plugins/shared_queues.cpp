@@ -1,42 +1,60 @@
 #include "plugins/shared_queues.hpp"
 
+#include <algorithm>
+
 namespace kghost {
 
 void SharedQueue::offer(const void* owner, DurableQueue::Consumer consumer) {
+  offer(owner, 1,
+        [c = std::move(consumer)](const std::vector<QueueEntry>& batch,
+                                  std::vector<DurableQueue::Delivery>& out) {
+          out[0].error.clear();
+          out[0].outcome = c(batch[0], out[0].error);
+        });
+}
+
+void SharedQueue::offer(const void* owner, std::size_t max_batch,
+                        DurableQueue::BatchConsumer consumer) {
   std::lock_guard lock(mutex_);
-  offered_[owner] = std::move(consumer);
+  offered_[owner] = Offer{std::max<std::size_t>(max_batch, 1), std::move(consumer)};
 }
 
 void SharedQueue::activate(const void* owner) {
   std::unique_lock lock(mutex_);
   auto it = offered_.find(owner);
   if (it == offered_.end()) return;
-  // The queue delivers one entry at a time, so the next delivery (to the new consumer) starts
+  // The queue delivers one batch at a time, so the next delivery (to the new consumer) starts
   // only after the one in progress (to the old) has returned.
   active_ = it->second;
   active_owner_ = owner;
-  if (std::exchange(consuming_, true)) return;
+  const std::size_t max_batch = active_.max_batch;
+  const bool started = std::exchange(consuming_, true);
   lock.unlock();
-  queue_->consume([this](const QueueEntry& e, std::string& error) { return deliver(e, error); });
+  if (started) return queue_->set_max_batch(max_batch);  // batches sized for the new consumer
+  queue_->consume_batch(max_batch,
+                        [this](const std::vector<QueueEntry>& batch,
+                               std::vector<DurableQueue::Delivery>& out) { deliver(batch, out); });
 }
 
 void SharedQueue::release(const void* owner) {
   std::unique_lock lock(mutex_);
   offered_.erase(owner);
   if (active_owner_ == owner) {
-    active_ = nullptr;
+    active_ = {};
     active_owner_ = nullptr;
   }
   idle_.wait(lock, [&] { return delivering_to_ != owner; });  // ends: nothing new reaches it
 }
 
-DurableQueue::Outcome SharedQueue::deliver(const QueueEntry& entry, std::string& error) {
-  DurableQueue::Consumer consumer;
+void SharedQueue::deliver(const std::vector<QueueEntry>& batch,
+                          std::vector<DurableQueue::Delivery>& out) {
+  Offer consumer;
   {
     std::lock_guard lock(mutex_);
-    if (!active_) {
-      error = "no consumer: its plugin is being reloaded or removed";
-      return DurableQueue::Outcome::retry;
+    if (!active_.consumer) {
+      for (auto& d : out)
+        d = {DurableQueue::Outcome::retry, "no consumer: its plugin is being reloaded or removed"};
+      return;
     }
     consumer = active_;
     delivering_to_ = active_owner_;
@@ -49,7 +67,20 @@ DurableQueue::Outcome SharedQueue::deliver(const QueueEntry& entry, std::string&
       q.idle_.notify_all();
     }
   } done{*this};
-  return consumer(entry, error);
+  if (batch.size() <= consumer.max_batch) return consumer.consumer(batch, out);
+  // Taken for the consumer before it (one that takes bigger batches): in its own sizes.
+  for (std::size_t at = 0; at < batch.size(); at += consumer.max_batch) {
+    const std::size_t end = std::min(batch.size(), at + consumer.max_batch);
+    std::vector<QueueEntry> part(batch.begin() + at, batch.begin() + end);
+    std::vector<DurableQueue::Delivery> part_out(out.begin() + at, out.begin() + end);
+    try {  // as the queue does for a whole batch, but the parts before this one stand
+      consumer.consumer(part, part_out);
+    } catch (const std::exception& ex) {
+      part_out.assign(part.size(),
+                      {DurableQueue::Outcome::retry, std::string("consumer threw: ") + ex.what()});
+    }
+    std::move(part_out.begin(), part_out.end(), out.begin() + at);
+  }
 }
 
 std::shared_ptr<SharedQueue> QueueShelf::open(

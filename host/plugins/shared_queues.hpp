@@ -3,7 +3,8 @@
 // locked by whoever has it open). The shelf keeps one queue open per (plugin, name) while any
 // instance holds it; its deliveries go to one instance's consumer at a time, and a new
 // instance's consumer takes over only once the old one's delivery in progress has returned, so
-// no entry reaches both and none is lost.
+// no entry reaches both and none is lost. Consumers take one entry or a batch (consume_batch):
+// the queue hands out batches sized for the active consumer.
 #pragma once
 
 #include <condition_variable>
@@ -12,6 +13,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <vector>
 
 #include "runtime/durable_queue.hpp"
 
@@ -25,8 +27,10 @@ class SharedQueue {
   SharedQueue& operator=(const SharedQueue&) = delete;
 
   DurableQueue& queue() { return *queue_; }
-  // [any] `owner`'s consumer, delivered to once activate(owner) ran.
+  // [any] `owner`'s consumer, delivered to once activate(owner) ran: one entry at a time, or
+  // batches of up to max_batch entries.
   void offer(const void* owner, DurableQueue::Consumer consumer);
+  void offer(const void* owner, std::size_t max_batch, DurableQueue::BatchConsumer consumer);
   // [control] `owner`'s consumer (if it offered one) takes over from the next delivery, which
   // starts only after the one in progress returned; the first activation starts delivery.
   void activate(const void* owner);
@@ -35,7 +39,11 @@ class SharedQueue {
   void release(const void* owner);
 
  private:
-  DurableQueue::Outcome deliver(const QueueEntry& entry, std::string& error);
+  struct Offer {
+    std::size_t max_batch = 1;
+    DurableQueue::BatchConsumer consumer;
+  };
+  void deliver(const std::vector<QueueEntry>& batch, std::vector<DurableQueue::Delivery>& out);
 
   std::unique_ptr<DurableQueue> queue_;
   std::mutex mutex_;  // guards everything below
@@ -43,8 +51,8 @@ class SharedQueue {
   bool consuming_ = false;
   const void* delivering_to_ = nullptr;  // whose consumer runs now
   const void* active_owner_ = nullptr;
-  DurableQueue::Consumer active_;
-  std::map<const void*, DurableQueue::Consumer> offered_;
+  Offer active_;
+  std::map<const void*, Offer> offered_;
 };
 
 class QueueShelf {

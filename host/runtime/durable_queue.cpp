@@ -6,6 +6,8 @@
 #include <prometheus/registry.h>
 #include <unistd.h>
 
+#include <algorithm>
+
 #include "common/thread_name.hpp"
 #include "runtime/durable_queue_impl.hpp"
 
@@ -188,6 +190,10 @@ AppendStatus DurableQueue::append(std::string_view data, AppendDone done) {
 void DurableQueue::consume(Consumer consumer) { impl_->consume(std::move(consumer)); }
 void DurableQueue::consume_batch(std::size_t max_batch, BatchConsumer consumer) {
   impl_->consume_batch(max_batch, std::move(consumer));
+}
+void DurableQueue::set_max_batch(std::size_t max_batch) {
+  std::lock_guard lock(impl_->mu);
+  impl_->max_batch = std::max<std::size_t>(max_batch, 1);
 }
 uint64_t DurableQueue::depth() const { return impl_->depth(); }
 void DurableQueue::list_dead(const std::function<bool(const QueueEntry&)>& visit) const {

@@ -107,6 +107,8 @@ class DurableQueue {
   // id order), so a consumer can work on several at once; it sets each entry's outcome in
   // `out`. An exception retries the whole batch. Call once, instead of consume().
   void consume_batch(std::size_t max_batch, BatchConsumer consumer);
+  // [any] The size of the batches handed out from the next delivery on (a reload's new consumer).
+  void set_max_batch(std::size_t max_batch);
 
   uint64_t depth() const;  // entries waiting, in delivery or in backoff; dead letters excluded
   // Dead letters, oldest first; `visit` returns false to stop. It may call replay().

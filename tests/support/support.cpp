@@ -165,17 +165,17 @@ uint16_t start_on_free_port(Start start, const char* what, std::unique_ptr<Proce
 
 }  // namespace
 
-RedisServer::RedisServer() {
+RedisServer::RedisServer(bool appendonly) : appendonly_(appendonly) {
   port_ = start_on_free_port([&](uint16_t p) { return launch(p); }, "redis-server", proc_);
 }
 RedisServer::~RedisServer() { kill(); }
 
 bool RedisServer::launch(uint16_t port) {
-  return start_server(
-      proc_,
-      {"redis-server", "--bind", "127.0.0.1", "--port", std::to_string(port), "--save", "",
-       "--appendonly", "no", "--dir", dir_.path().string(), "--daemonize", "no"},
-      "Ready to accept connections");
+  return start_server(proc_,
+                      {"redis-server", "--bind", "127.0.0.1", "--port", std::to_string(port),
+                       "--save", "", "--appendonly", appendonly_ ? "yes" : "no", "--appendfsync",
+                       "always", "--dir", dir_.path().string(), "--daemonize", "no"},
+                      "Ready to accept connections");
 }
 
 void RedisServer::start() {

@@ -68,10 +68,12 @@ class Process {
   bool own_log_ = false;
 };
 
-// A real redis-server on a free loopback port, no persistence. Stopped by the destructor.
+// A real redis-server on a free loopback port, no persistence unless `appendonly` (then every
+// write is fsync'd to its append-only file before Redis answers, appendfsync always, and the
+// data dir survives kill() + start()). Stopped by the destructor.
 class RedisServer {
  public:
-  RedisServer();
+  explicit RedisServer(bool appendonly = false);
   ~RedisServer();
   uint16_t port() const { return port_; }
   std::string url() const { return "redis://127.0.0.1:" + std::to_string(port_); }
@@ -83,6 +85,7 @@ class RedisServer {
  private:
   bool launch(uint16_t port);
   TempDir dir_;
+  bool appendonly_ = false;
   uint16_t port_ = 0;
   std::unique_ptr<Process> proc_;
 };

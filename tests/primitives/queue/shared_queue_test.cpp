@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 #include <prometheus/registry.h>
 
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <mutex>
@@ -103,6 +104,62 @@ TEST_F(SharedQueueTest, NewConsumerTakesOverAfterTheOldDeliveryReturnedNoEntryTo
   std::lock_guard lock(m);
   EXPECT_EQ(to_old.size(), 1u);
   for (auto& d : to_old) EXPECT_EQ(to_new.count(d), 0u) << d;
+  EXPECT_EQ(q->queue().depth(), 0u);
+}
+
+// Batch consumers (queue_consume_batch) hand over the same way, and the queue's batches follow
+// the active consumer's size: the old one's batch in progress finishes with it, the new one never
+// gets more than it asked for.
+TEST_F(SharedQueueTest, BatchConsumersHandOverAndBatchesFollowTheNewConsumersSize) {
+  auto q = open("plugin.batch");
+  const void* old_owner = &registry_;
+  const void* new_owner = &pool_;
+  std::mutex m;
+  std::condition_variable cv;
+  bool old_blocked = false, release_old = false;
+  std::multiset<std::string> to_old, to_new;
+  std::atomic<std::size_t> biggest_new{0};
+  auto ack_all = [](std::vector<DurableQueue::Delivery>& out) {
+    for (auto& d : out) d.outcome = DurableQueue::Outcome::ack;
+  };
+  q->offer(old_owner, 32, [&](const std::vector<QueueEntry>& batch, auto& out) {
+    std::unique_lock lock(m);
+    for (auto& e : batch) to_old.insert(e.data);
+    old_blocked = true;
+    cv.notify_all();
+    cv.wait(lock, [&] { return release_old; });
+    ack_all(out);
+  });
+  append(*q, 200);
+  q->activate(old_owner);
+  {
+    std::unique_lock lock(m);
+    ASSERT_TRUE(cv.wait_for(lock, 10s, [&] { return old_blocked; }));
+  }
+  q->offer(new_owner, 4, [&](const std::vector<QueueEntry>& batch, auto& out) {
+    std::lock_guard lock(m);
+    for (auto& e : batch) to_new.insert(e.data);
+    biggest_new = std::max(biggest_new.load(), batch.size());
+    ack_all(out);
+  });
+  q->activate(new_owner);
+  std::thread retire([&] { q->release(old_owner); });
+  {
+    std::lock_guard lock(m);
+    release_old = true;
+    cv.notify_all();
+  }
+  retire.join();
+  ASSERT_TRUE(wait_until([&] {
+    std::lock_guard lock(m);
+    return to_old.size() + to_new.size() == 200;
+  }));
+  std::lock_guard lock(m);
+  EXPECT_EQ(to_old.size(), 32u);  // its one batch, taken at its size
+  for (auto& d : to_old) EXPECT_EQ(to_new.count(d), 0u) << d;
+  for (auto& d : to_new) EXPECT_EQ(to_new.count(d), 1u) << d;
+  EXPECT_LE(biggest_new.load(), 4u);
+  EXPECT_GT(biggest_new.load(), 1u);
   EXPECT_EQ(q->queue().depth(), 0u);
 }
 
