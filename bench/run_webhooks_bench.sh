@@ -18,6 +18,13 @@ PEERS=${PEERS:-$(realpath ../shared/peers)}
 source bench/bench_lib.sh
 bench_scratch kghost-whbench
 
+# wrk, given DUR plus 5 minutes: the script's Lua init (every signed request formatted up
+# front) grows slow with large N, and once never finished; a stuck run then ends the bench with
+# a message instead of hanging it.
+wrk_bounded() {
+  timeout "$((${DUR%s} + 300))" wrk "$@" || { echo "wrk did not finish (N=$N too large for its Lua init?)" >&2; return 1; }
+}
+
 run_one() {  # run_one STORE REP
   local store=$1 rep=$2 port data redis_port="" redis_pid="" kg_pid
   port=$(free_port)
@@ -56,7 +63,7 @@ TOML
     perf record -g -o "$PERF" -p "$kg_pid" -- sleep "${DUR%s}" >/dev/null 2>&1 &
     perf_pid=$!
   fi
-  out=$(wrk -t"$THREADS" -c"$CONNS" -d"$DUR" --latency -s "$PEERS/stripe_webhook.lua" \
+  out=$(wrk_bounded -t"$THREADS" -c"$CONNS" -d"$DUR" --latency -s "$PEERS/stripe_webhook.lua" \
     "http://127.0.0.1:$port" -- "$WORK/reqs.txt" "$THREADS")
   thread_ticks "$kg_pid" >"$WORK/ticks.after"
   [[ -n $perf_pid ]] && wait "$perf_pid" 2>/dev/null || true
@@ -93,7 +100,7 @@ run_fastapi() {  # run_fastapi REP: the peer (uvicorn, httptools+uvloop, 2 worke
   sleep 2  # every worker imported the app
   python3 "$PEERS/gen_stripe_requests.py" --n "$N" --prefix "f${rep}$$" --out "$WORK/reqs.txt"
   local out
-  out=$(wrk -t"$THREADS" -c"$CONNS" -d"$DUR" --latency -s "$PEERS/stripe_webhook.lua" \
+  out=$(wrk_bounded -t"$THREADS" -c"$CONNS" -d"$DUR" --latency -s "$PEERS/stripe_webhook.lua" \
     "http://127.0.0.1:$port" -- "$WORK/reqs.txt" "$THREADS")
   echo "fastapi rep=$rep req/s=$(awk '/Requests\/sec/ {print $2}' <<<"$out")" \
     "p50=$(awk '$1=="50%" {print $2}' <<<"$out") p99=$(awk '$1=="99%" {print $2}' <<<"$out")" \
