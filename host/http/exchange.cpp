@@ -142,7 +142,11 @@ void Exchange::resume(HttpResponse&& r) {
   if (!deferred_ || phase_ == Phase::responded) return;  // late: a safe no-op
   deferred_ = false;
   if (phase_ == Phase::filters && r.status == 0) {
-    for (auto& h : r.headers) extra_headers_.push_back(std::move(h));
+    if (extra_headers_.empty()) {
+      extra_headers_ = std::move(r.headers);  // the usual case: take the list whole
+    } else {
+      for (auto& h : r.headers) extra_headers_.push_back(std::move(h));
+    }
     run_filters();
     return;
   }
