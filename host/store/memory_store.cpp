@@ -143,7 +143,7 @@ int64_t MemoryStore::remaining_ms(const Entry& e, TimePoint now) {
 StoreReply MemoryStore::do_check_and_set(std::string_view key, std::chrono::milliseconds ttl) {
   const TimePoint t = now();
   const TimePoint expires = ttl.count() > 0 ? t + ttl : TimePoint::max();
-  const Hashed hk{key, Hash{}(key)};
+  const Hashed hk(key);
   Shard& shard = shard_for(hk.hash);
   StoreReply r;
   std::lock_guard lock(shard.mutex);
@@ -162,7 +162,7 @@ StoreReply MemoryStore::do_check_and_set(std::string_view key, std::chrono::mill
 StoreReply MemoryStore::do_incr(std::string_view key, int64_t delta,
                                 std::chrono::milliseconds ttl) {
   const TimePoint t = now();
-  const Hashed hk{key, Hash{}(key)};
+  const Hashed hk(key);
   Shard& shard = shard_for(hk.hash);
   StoreReply r;
   std::lock_guard lock(shard.mutex);
@@ -202,7 +202,7 @@ StoreReply MemoryStore::do_incr(std::string_view key, int64_t delta,
 
 StoreReply MemoryStore::do_get(std::string_view key) {
   const TimePoint t = now();
-  const Hashed hk{key, Hash{}(key)};
+  const Hashed hk(key);
   Shard& shard = shard_for(hk.hash);
   StoreReply r;
   std::lock_guard lock(shard.mutex);
@@ -227,7 +227,7 @@ StoreReply MemoryStore::do_put(std::string_view key, std::string_view value,
                                std::chrono::milliseconds ttl) {
   const TimePoint t = now();
   const TimePoint expires = ttl.count() > 0 ? t + ttl : TimePoint::max();
-  const Hashed hk{key, Hash{}(key)};
+  const Hashed hk(key);
   Shard& shard = shard_for(hk.hash);
   StoreReply r;
   std::lock_guard lock(shard.mutex);
@@ -247,7 +247,7 @@ StoreReply MemoryStore::do_put(std::string_view key, std::string_view value,
 
 StoreReply MemoryStore::do_del(std::string_view key) {
   const TimePoint t = now();
-  const Hashed hk{key, Hash{}(key)};
+  const Hashed hk(key);
   Shard& shard = shard_for(hk.hash);
   StoreReply r;
   std::lock_guard lock(shard.mutex);

@@ -87,6 +87,7 @@ class MemoryStore final : public Store {
   };
   // A key with its hash, computed once per operation for both the shard and the map lookup.
   struct Hashed {
+    explicit Hashed(std::string_view k) : key(k), hash(std::hash<std::string_view>{}(k)) {}
     std::string_view key;
     std::size_t hash;
   };
