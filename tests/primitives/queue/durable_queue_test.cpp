@@ -112,28 +112,37 @@ class DurableQueueTest : public ::testing::Test {
 };
 
 // Collects deliveries and answers with a scripted outcome.
-struct Recorder {
-  std::mutex m;
-  std::vector<QueueEntry> seen;
-  std::function<DurableQueue::Outcome(const QueueEntry&, std::string&)> decide =
-      [](const QueueEntry&, std::string&) { return DurableQueue::Outcome::ack; };
+// Records what a consumer saw. The consumer shares the record rather than pointing into the
+// Recorder: a queue declared before its Recorder outlives it and may still deliver an entry
+// appended last while the Recorder is being destroyed.
+class Recorder {
+ public:
+  using Decide = std::function<DurableQueue::Outcome(const QueueEntry&, std::string&)>;
+  Decide decide = [](const QueueEntry&, std::string&) { return DurableQueue::Outcome::ack; };
 
   DurableQueue::Consumer consumer() {
-    return [this](const QueueEntry& e, std::string& err) {
+    return [state = state_, decide = decide](const QueueEntry& e, std::string& err) {
       auto outcome = decide(e, err);
-      std::lock_guard lock(m);
-      seen.push_back(e);
+      std::lock_guard lock(state->m);
+      state->seen.push_back(e);
       return outcome;
     };
   }
   std::size_t count() {
-    std::lock_guard lock(m);
-    return seen.size();
+    std::lock_guard lock(state_->m);
+    return state_->seen.size();
   }
   std::vector<QueueEntry> snapshot() {
-    std::lock_guard lock(m);
-    return seen;
+    std::lock_guard lock(state_->m);
+    return state_->seen;
   }
+
+ private:
+  struct State {
+    std::mutex m;
+    std::vector<QueueEntry> seen;
+  };
+  std::shared_ptr<State> state_ = std::make_shared<State>();
 };
 
 TEST_F(DurableQueueTest, DeliversInAppendOrderAndAckRemovesEntries) {
