@@ -142,11 +142,7 @@ void Exchange::resume(HttpResponse&& r) {
   if (!deferred_ || phase_ == Phase::responded) return;  // late: a safe no-op
   deferred_ = false;
   if (phase_ == Phase::filters && r.status == 0) {
-    if (extra_headers_.empty()) {
-      extra_headers_ = std::move(r.headers);  // the usual case: take the list whole
-    } else {
-      for (auto& h : r.headers) extra_headers_.push_back(std::move(h));
-    }
+    extra_headers_.append(std::move(r.headers));
     run_filters();
     return;
   }
@@ -180,8 +176,7 @@ void Exchange::finish(HttpResponse&& response) {
   if (phase_ == Phase::responded) return;
   phase_ = Phase::responded;
   // The transport writes X-Request-Id (request_id_) itself, once.
-  response.headers.reserve(response.headers.size() + extra_headers_.size());
-  for (auto& h : extra_headers_) response.headers.push_back(std::move(h));
+  response.headers.append(std::move(extra_headers_));
   extra_headers_.clear();
   uint16_t status = response.status;
   uint64_t bytes = response.body.size();
@@ -194,7 +189,7 @@ std::shared_ptr<StreamState> Exchange::begin_stream(HttpResponse&& head,
   if (phase_ == Phase::responded || deferred_ || staged_) return nullptr;
   phase_ = Phase::responded;
   streaming_ = true;
-  for (auto& h : extra_headers_) head.headers.push_back(h);
+  head.headers.append(extra_headers_);
   auto meter = std::make_shared<StreamMeter>(shared_from_this(), head.status);
   Pipeline& pipeline = *pipeline_;
   auto inner = transport_->begin_stream(

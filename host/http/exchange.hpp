@@ -100,7 +100,6 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
   const std::optional<OwnedPrincipal>& principal() const { return principal_; }
   void set_principal(OwnedPrincipal p) { principal_ = std::move(p); }
   void add_response_header(std::string_view name, std::string_view value) {
-    if (extra_headers_.empty()) extra_headers_.reserve(8);  // several (rate limits): one growth
     extra_headers_.emplace_back(name, value);
   }
   // Keeps `value` for the exchange's life and returns a view of it (values handed to plugins

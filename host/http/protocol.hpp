@@ -9,9 +9,9 @@
 #include <utility>
 #include <vector>
 
-namespace kghost {
+#include "http/header_list.hpp"
 
-using HeaderList = std::vector<std::pair<std::string, std::string>>;
+namespace kghost {
 
 struct HttpResponse {
   uint16_t status = 200;

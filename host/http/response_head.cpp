@@ -43,7 +43,7 @@ void write_head(std::string& out, uint16_t status, std::string_view content_type
   auto reason =
       boost::beast::http::obsolete_reason(static_cast<boost::beast::http::status>(status));
   out.append(reason.data(), reason.size());
-  for (auto& [name, value] : headers) {
+  for (auto [name, value] : headers) {
     if (content_type.empty() && name.size() == 12 && iequals(name, "Content-Type"))
       content_type = value;
   }
@@ -51,7 +51,7 @@ void write_head(std::string& out, uint16_t status, std::string_view content_type
   out += content_type.empty() ? std::string_view("application/json") : content_type;
   out += "\r\nX-Request-Id: ";
   out += request_id;
-  for (auto& [name, value] : headers) {
+  for (auto [name, value] : headers) {
     if (writer_owned(name) || name.empty() || name.find(':') != std::string::npos ||
         has_line_break(name) || has_line_break(value))
       continue;  // never let a header split the response or repeat one of ours

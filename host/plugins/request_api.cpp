@@ -103,7 +103,6 @@ class PluginObserver final : public Observer {
 
 // --- answers --------------------------------------------------------------------------------
 void add_headers(HttpResponse& out, const kg_header* headers, size_t count) {
-  if (headers) out.headers.reserve(out.headers.size() + count);  // one allocation, not log2(n)
   for (size_t i = 0; headers && i < count; ++i) {
     auto n = sv(headers[i].name), v = sv(headers[i].value);
     if (token(n) && header_safe(v)) out.headers.emplace_back(n, v);
