@@ -129,13 +129,19 @@ bool Exchange::respond(HttpResponse&& response) {
 std::optional<Responder> Exchange::defer() {
   if (phase_ == Phase::responded || deferred_ || staged_) return std::nullopt;
   deferred_ = true;
+  answered_later_.store(false, std::memory_order_relaxed);  // the Responder's hand-off publishes it
   return Responder(shared_from_this());
 }
 
 void Exchange::complete(std::shared_ptr<Exchange> ex, HttpResponse&& response) {
+  // The answer waits in the exchange, so the job posted is just the pointer (small enough for
+  // std::function to hold without an allocation of its own). The deferral's first answer
+  // writes it (a copied Responder answering again is dropped here), only the posted job reads
+  // it: the post orders the two.
+  if (ex->answered_later_.exchange(true, std::memory_order_acq_rel)) return;
+  ex->completed_ = std::move(response);
   auto* transport = ex->transport_.get();
-  transport->post(
-      [ex = std::move(ex), r = std::move(response)]() mutable { ex->resume(std::move(r)); });
+  transport->post([ex = std::move(ex)] { ex->resume(std::move(ex->completed_)); });
 }
 
 void Exchange::resume(HttpResponse&& r) {

@@ -5,6 +5,7 @@
 // transport side.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -159,9 +160,11 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
 
   Phase phase_ = Phase::filters;
   std::size_t next_filter_ = 0;
-  bool deferred_ = false;               // a Responder is out for the current step
-  bool streaming_ = false;              // responded with a stream
-  std::optional<HttpResponse> staged_;  // set by respond() during a callback
+  bool deferred_ = false;                    // a Responder is out for the current step
+  bool streaming_ = false;                   // responded with a stream
+  std::optional<HttpResponse> staged_;       // set by respond() during a callback
+  HttpResponse completed_;                   // a deferred answer on its way to resume()
+  std::atomic<bool> answered_later_{false};  // the deferral's first answer won; reset by defer
   std::optional<OwnedPrincipal> principal_;
   HeaderList extra_headers_;  // added by filters, sent with whatever response goes out
   std::vector<std::unique_ptr<std::string>> kept_;
