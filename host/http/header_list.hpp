@@ -36,11 +36,6 @@ class HeaderList {
       at_ += 2 * sizeof(uint32_t) + length(0) + length(1);
       return *this;
     }
-    const_iterator operator++(int) {
-      auto before = *this;
-      ++*this;
-      return before;
-    }
     bool operator==(const const_iterator&) const = default;
 
    private:
@@ -65,13 +60,9 @@ class HeaderList {
                                  static_cast<uint32_t>(value.size())};
     bytes_.append(reinterpret_cast<const char*>(lengths), sizeof lengths);
     bytes_.append(name).append(value);
-    ++count_;
   }
   // Adds `other`'s entries after these.
-  void append(const HeaderList& other) {
-    bytes_ += other.bytes_;
-    count_ += other.count_;
-  }
+  void append(const HeaderList& other) { bytes_ += other.bytes_; }
   void append(HeaderList&& other) {
     if (empty()) {
       std::swap(*this, other);  // the usual case: take the list whole
@@ -79,13 +70,9 @@ class HeaderList {
     }
     append(static_cast<const HeaderList&>(other));
   }
-  void clear() {
-    bytes_.clear();
-    count_ = 0;
-  }
+  void clear() { bytes_.clear(); }
 
-  bool empty() const { return count_ == 0; }
-  std::size_t size() const { return count_; }
+  bool empty() const { return bytes_.empty(); }
   const_iterator begin() const { return const_iterator(bytes_.data()); }
   const_iterator end() const { return const_iterator(bytes_.data() + bytes_.size()); }
 
@@ -95,7 +82,6 @@ class HeaderList {
   static constexpr std::size_t kFirstReserve = 256;
 
   std::string bytes_;
-  std::size_t count_ = 0;
 };
 
 }  // namespace kghost

@@ -27,7 +27,6 @@ TEST(HeaderList, KeepsEntriesInOrderWithEmptyAndLongValues) {
   list.emplace_back("X-Empty", "");
   list.emplace_back("Link", long_value);
   list.emplace_back("X-RateLimit-Remaining", "40");  // a repeated name stays a second entry
-  EXPECT_EQ(list.size(), 4u);
   EXPECT_EQ(entries(list), (Entries{{"X-RateLimit-Remaining", "41"},
                                     {"X-Empty", ""},
                                     {"Link", long_value},
@@ -42,14 +41,13 @@ TEST(HeaderList, AppendAddsAfterAndAMoveIntoAnEmptyListTakesItWhole) {
   HeaderList response{{"Allow", "GET"}};
   response.append(filters);  // copied: filters keeps its entries
   EXPECT_EQ(entries(response), (Entries{{"Allow", "GET"}, {"A", "1"}, {"B", "2"}}));
-  EXPECT_EQ(filters.size(), 2u);
+  EXPECT_EQ(entries(filters).size(), 2u);
 
   HeaderList empty;
   empty.append(std::move(filters));
   EXPECT_EQ(entries(empty), (Entries{{"A", "1"}, {"B", "2"}}));
   empty.append(HeaderList{{"C", "3"}});
   EXPECT_EQ(entries(empty), (Entries{{"A", "1"}, {"B", "2"}, {"C", "3"}}));
-  EXPECT_EQ(empty.size(), 3u);
 }
 
 }  // namespace

@@ -111,10 +111,10 @@ class DurableQueueTest : public ::testing::Test {
   Logger log_;
 };
 
-// Collects deliveries and answers with a scripted outcome.
-// Records what a consumer saw. The consumer shares the record rather than pointing into the
-// Recorder: a queue declared before its Recorder outlives it and may still deliver an entry
-// appended last while the Recorder is being destroyed.
+// Collects deliveries and answers with a scripted outcome (`decide`, set before consumer()).
+// The consumer shares the record rather than pointing into the Recorder: a queue declared before
+// its Recorder outlives it and may still deliver an entry appended last while the Recorder is being
+// destroyed.
 class Recorder {
  public:
   using Decide = std::function<DurableQueue::Outcome(const QueueEntry&, std::string&)>;
