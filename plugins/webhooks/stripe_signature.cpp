@@ -7,11 +7,12 @@
 #include <array>
 #include <charconv>
 #include <kghost/sdk/text.hpp>
+#include <stdexcept>
 
 namespace kghost::webhooks {
 namespace {
 
-using Digest = std::array<unsigned char, 32>;
+using Digest = SigningSecrets::Digest;
 
 std::string_view trim(std::string_view s) {
   while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
@@ -37,30 +38,41 @@ bool decode_digest(std::string_view hex, Digest& out) {
   return true;
 }
 
+}  // namespace
+
+void SigningSecrets::FreeCtx::operator()(EVP_MAC_CTX* ctx) const { EVP_MAC_CTX_free(ctx); }
+
 // HMAC-SHA256 through OpenSSL 3's EVP_MAC (the HMAC_CTX calls are deprecated there).
-bool hmac(std::string_view secret, int64_t timestamp, std::string_view body, Digest& out) {
+SigningSecrets::SigningSecrets(const std::vector<std::string>& secrets) {
   // Fetched once; an EVP_MAC is immutable and safe to share between threads.
   static EVP_MAC* const mac = EVP_MAC_fetch(nullptr, "HMAC", nullptr);
-  if (!mac) return false;
-  EVP_MAC_CTX* ctx = EVP_MAC_CTX_new(mac);
-  if (!ctx) return false;
-  char digest_name[] = "SHA256";
-  OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string("digest", digest_name, 0),
-                         OSSL_PARAM_construct_end()};
-  std::string prefix = std::to_string(timestamp) + ".";
-  std::size_t len = 0;
-  bool ok =
-      EVP_MAC_init(ctx, reinterpret_cast<const unsigned char*>(secret.data()), secret.size(),
-                   params) == 1 &&
-      EVP_MAC_update(ctx, reinterpret_cast<const unsigned char*>(prefix.data()), prefix.size()) ==
-          1 &&
-      EVP_MAC_update(ctx, reinterpret_cast<const unsigned char*>(body.data()), body.size()) == 1 &&
-      EVP_MAC_final(ctx, out.data(), &len, out.size()) == 1 && len == out.size();
-  EVP_MAC_CTX_free(ctx);
-  return ok;
+  for (const auto& secret : secrets) {
+    std::unique_ptr<EVP_MAC_CTX, FreeCtx> ctx(mac ? EVP_MAC_CTX_new(mac) : nullptr);
+    char digest_name[] = "SHA256";
+    OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string("digest", digest_name, 0),
+                           OSSL_PARAM_construct_end()};
+    if (!ctx || EVP_MAC_init(ctx.get(), reinterpret_cast<const unsigned char*>(secret.data()),
+                             secret.size(), params) != 1)
+      throw std::runtime_error("OpenSSL cannot key HMAC-SHA256 with webhook secret #" +
+                               std::to_string(keyed_.size() + 1));
+    keyed_.push_back(std::move(ctx));
+  }
 }
 
-}  // namespace
+bool SigningSecrets::digest(std::size_t i, int64_t timestamp, std::string_view body,
+                            Digest& out) const {
+  std::unique_ptr<EVP_MAC_CTX, FreeCtx> ctx(EVP_MAC_CTX_dup(keyed_[i].get()));
+  char prefix[24];
+  auto [end, ec] = std::to_chars(prefix, prefix + sizeof prefix - 1, timestamp);
+  if (!ctx || ec != std::errc()) return false;
+  *end++ = '.';
+  std::size_t len = 0;
+  return EVP_MAC_update(ctx.get(), reinterpret_cast<const unsigned char*>(prefix),
+                        static_cast<std::size_t>(end - prefix)) == 1 &&
+         EVP_MAC_update(ctx.get(), reinterpret_cast<const unsigned char*>(body.data()),
+                        body.size()) == 1 &&
+         EVP_MAC_final(ctx.get(), out.data(), &len, out.size()) == 1 && len == out.size();
+}
 
 std::string_view to_string(SignatureResult r) {
   switch (r) {
@@ -109,8 +121,7 @@ SignatureHeader parse_signature_header(std::string_view header) {
 }
 
 SignatureResult verify(std::string_view header, std::string_view raw_body,
-                       const std::vector<std::string>& secrets, int64_t now,
-                       std::chrono::seconds tolerance) {
+                       const SigningSecrets& secrets, int64_t now, std::chrono::seconds tolerance) {
   if (trim(header).empty()) return SignatureResult::missing_header;
   SignatureHeader h = parse_signature_header(header);
   if (h.t_count != 1 || !h.t_valid) return SignatureResult::malformed;
@@ -124,9 +135,9 @@ SignatureResult verify(std::string_view header, std::string_view raw_body,
   // Every secret against every v1, without stopping early: the time taken does not depend on
   // which pair matched (CRYPTO_memcmp is constant time for each comparison).
   bool matched = false;
-  for (const auto& secret : secrets) {
+  for (std::size_t i = 0; i < secrets.size(); ++i) {
     Digest expected;
-    if (!hmac(secret, h.timestamp, raw_body, expected)) continue;
+    if (!secrets.digest(i, h.timestamp, raw_body, expected)) continue;
     for (const auto& d : given) matched |= CRYPTO_memcmp(expected.data(), d.data(), d.size()) == 0;
   }
   if (!matched) return SignatureResult::mismatch;
@@ -140,7 +151,7 @@ SignatureResult verify(std::string_view header, std::string_view raw_body,
 
 std::string sign(std::string_view secret, int64_t timestamp, std::string_view raw_body) {
   Digest d{};
-  if (!hmac(secret, timestamp, raw_body, d)) return {};
+  if (!SigningSecrets({std::string(secret)}).digest(0, timestamp, raw_body, d)) return {};
   return kghost::sdk::to_hex(std::string_view(reinterpret_cast<const char*>(d.data()), d.size()));
 }
 

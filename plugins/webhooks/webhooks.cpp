@@ -71,7 +71,8 @@ using std::chrono::seconds;
 
 class Webhooks final : public kghost::sdk::Plugin {
  public:
-  explicit Webhooks(Host h) : Plugin(h), cfg_(parse_config(h.config_json())) {
+  explicit Webhooks(Host h)
+      : Plugin(h), cfg_(parse_config(h.config_json())), signing_(cfg_.secrets) {
     if (cfg_.journal_dir.empty()) cfg_.journal_dir = std::string(host().data_dir()) + "/webhooks";
     journal_ = std::make_unique<kghost::webhooks::Journal>(cfg_.journal_dir, cfg_.journal_rotate);
     kg_queue_options qo{};
@@ -211,9 +212,9 @@ class Webhooks final : public kghost::sdk::Plugin {
     auto now =
         std::chrono::duration_cast<seconds>(std::chrono::system_clock::now().time_since_epoch())
             .count();
-    auto v = c->signature_repeated ? kghost::webhooks::SignatureResult::malformed
-                                   : kghost::webhooks::verify(c->signature, c->body, cfg_.secrets,
-                                                              now, cfg_.tolerance);
+    auto v = c->signature_repeated
+                 ? kghost::webhooks::SignatureResult::malformed
+                 : kghost::webhooks::verify(c->signature, c->body, signing_, now, cfg_.tolerance);
     if (v != kghost::webhooks::SignatureResult::ok) {
       invalid_signatures_++;
       count("invalid_signature");
@@ -370,7 +371,8 @@ class Webhooks final : public kghost::sdk::Plugin {
   }
 
   Config cfg_;
-  std::mutex admin_mutex_;  // guards admin_jobs_, admin_running_
+  const kghost::webhooks::SigningSecrets signing_;  // cfg_.secrets, keyed once
+  std::mutex admin_mutex_;                          // guards admin_jobs_, admin_running_
   std::condition_variable admin_cv_;
   std::deque<std::function<void()>> admin_jobs_;
   bool admin_running_ = false;

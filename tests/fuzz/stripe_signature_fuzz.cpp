@@ -16,7 +16,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   auto nul = in.find('\0');
   std::string_view header = in.substr(0, nul);
   std::string_view body = nul == std::string_view::npos ? std::string_view() : in.substr(nul + 1);
-  const std::vector<std::string> secrets{"whsec_test_secret", "whsec_other"};
+  static const SigningSecrets secrets({"whsec_test_secret", "whsec_other"});
   constexpr int64_t now = 1492774577;
 
   auto r1 = verify(header, body, secrets, now, std::chrono::seconds(300));

@@ -17,7 +17,7 @@ const std::vector<std::string> kSecrets{kSecret};
 SignatureResult check(const std::string& header, int64_t now = kT,
                       const std::vector<std::string>& secrets = kSecrets,
                       const std::string& body = kBody) {
-  return verify(header, body, secrets, now, seconds(300));
+  return verify(header, body, SigningSecrets(secrets), now, seconds(300));
 }
 
 TEST(StripeSignature, SignsThePublishedFixedVector) { EXPECT_EQ(sign(kSecret, kT, kBody), kSig); }
@@ -96,8 +96,10 @@ TEST(StripeSignature, RejectsTimestampOutsideToleranceInBothDirections) {
   EXPECT_EQ(check(h, kT - 300), SignatureResult::ok);
   EXPECT_EQ(check(h, kT + 301), SignatureResult::too_old);
   EXPECT_EQ(check(h, kT - 301), SignatureResult::too_new);
-  EXPECT_EQ(verify(h, kBody, kSecrets, kT + 10, seconds(5)), SignatureResult::too_old);
-  EXPECT_EQ(verify(h, kBody, kSecrets, kT + 100000, seconds(-1)), SignatureResult::ok);
+  EXPECT_EQ(verify(h, kBody, SigningSecrets(kSecrets), kT + 10, seconds(5)),
+            SignatureResult::too_old);
+  EXPECT_EQ(verify(h, kBody, SigningSecrets(kSecrets), kT + 100000, seconds(-1)),
+            SignatureResult::ok);
 }
 
 TEST(StripeSignature, VerifiesAnEmptyBody) {
