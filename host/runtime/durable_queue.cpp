@@ -97,10 +97,7 @@ AppendStatus DurableQueue::Impl::append(std::string_view data, AppendDone done) 
   return AppendStatus::ok;
 }
 
-uint64_t DurableQueue::Impl::depth() const {
-  std::lock_guard lock(mu);
-  return entries.size() - dead.size();
-}
+uint64_t DurableQueue::Impl::depth() const { return depth_now.load(std::memory_order_relaxed); }
 
 void DurableQueue::Impl::list_dead(const std::function<bool(const QueueEntry&)>& visit) const {
   uint64_t cursor = 0;
@@ -143,7 +140,8 @@ bool DurableQueue::Impl::replay(uint64_t id) {
 }
 
 void DurableQueue::Impl::update_gauges_locked() {
-  depth_gauge->Set(static_cast<double>(entries.size() - dead.size()));
+  depth_now.store(entries.size() - dead.size(), std::memory_order_relaxed);
+  depth_gauge->Set(static_cast<double>(depth_now.load(std::memory_order_relaxed)));
   dead_gauge->Set(static_cast<double>(dead.size()));
   bytes_gauge->Set(static_cast<double>(live_bytes.load()));
 }

@@ -150,6 +150,9 @@ struct DurableQueue::Impl {
   prometheus::Gauge* dead_gauge;
   int lock_fd = -1;
   std::atomic<uint64_t> live_bytes{0};
+  // entries.size() - dead.size() as of the last change under mu: depth() is asked on every
+  // webhook request, and reading it must not wait behind the committer or a delivery batch.
+  std::atomic<uint64_t> depth_now{0};
 
   // Entry and delivery state, guarded by mu. Lock order: mu before commit_mu.
   mutable std::mutex mu;
