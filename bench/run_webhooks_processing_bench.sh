@@ -12,7 +12,13 @@ DUR=${DUR:-60} CONNS=${CONNS:-50} THREADS=${THREADS:-1} N=${N:-1500000} REPS=${R
 PEERS=${PEERS:-$(realpath ../shared/peers)}
 source bench/bench_lib.sh
 bench_scratch kghost-whproc
-field() { python3 -c 'import json,sys; print(json.load(sys.stdin).get(sys.argv[1], 0))' "$1"; }
+# A number from the health JSON on stdin, by bash alone: the sampler runs every second during
+# the load, and a python3 per field (through pyenv's shims) took about a tenth of the 2 cores.
+field() {
+  local json
+  json=$(</dev/stdin)
+  [[ $json =~ \"$1\":([0-9]+) ]] && echo "${BASH_REMATCH[1]}" || echo 0
+}
 
 run_one() {  # run_one BUILD REP
   local build=$1 rep=$2 port redis_port data kg_pid redis_pid
