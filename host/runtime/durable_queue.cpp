@@ -140,8 +140,9 @@ bool DurableQueue::Impl::replay(uint64_t id) {
 }
 
 void DurableQueue::Impl::update_gauges_locked() {
-  depth_now.store(entries.size() - dead.size(), std::memory_order_relaxed);
-  depth_gauge->Set(static_cast<double>(depth_now.load(std::memory_order_relaxed)));
+  const uint64_t depth = entries.size() - dead.size();
+  depth_now.store(depth, std::memory_order_relaxed);
+  depth_gauge->Set(static_cast<double>(depth));
   dead_gauge->Set(static_cast<double>(dead.size()));
   bytes_gauge->Set(static_cast<double>(live_bytes.load()));
 }
