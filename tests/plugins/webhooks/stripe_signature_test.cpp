@@ -3,6 +3,10 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
+#include <thread>
+#include <vector>
+
 namespace kghost::webhooks {
 namespace {
 
@@ -41,6 +45,28 @@ TEST(StripeSignature, AcceptsAnyConfiguredSecret) {
   EXPECT_EQ(check("t=1492774577,v1=" + kSig, kT, {"whsec_old", kSecret}), SignatureResult::ok);
   EXPECT_EQ(check("t=1492774577,v1=" + sign("whsec_old", kT, kBody), kT, {"whsec_old", kSecret}),
             SignatureResult::ok);
+}
+
+// The keyed contexts are shared: a check must copy them, never consume or change them, so the
+// same set gives the same answers call after call and from several threads at once.
+TEST(StripeSignature, OneKeyedSetAnswersAlikeAcrossCallsAndThreads) {
+  const SigningSecrets secrets({"whsec_old", kSecret});
+  const std::string good = "t=1492774577,v1=" + kSig;
+  const std::string old = "t=1492774577,v1=" + sign("whsec_old", kT, kBody);
+  const std::string bad = "t=1492774577,v1=" + sign("whsec_other", kT, kBody);
+  std::atomic<int> wrong{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t)
+    threads.emplace_back([&] {
+      for (int i = 0; i < 500; ++i) {
+        wrong += verify(good, kBody, secrets, kT, seconds(300)) != SignatureResult::ok;
+        wrong += verify(bad, kBody, secrets, kT, seconds(300)) != SignatureResult::mismatch;
+        wrong += verify(old, kBody, secrets, kT, seconds(300)) != SignatureResult::ok;
+        wrong += verify(good, kBody + " ", secrets, kT, seconds(300)) != SignatureResult::mismatch;
+      }
+    });
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(wrong.load(), 0);
 }
 
 TEST(StripeSignature, KeysWithTheSecretStringAsConfigured) {
