@@ -89,7 +89,7 @@ fail=0
 for round in $(seq "$ROUNDS"); do
   for phase in steady reloading; do
     # Fresh event ids for every round: a replayed id is a (correct) duplicate, never received.
-    python3 "$PEERS/gen_stripe_requests.py" --n 150000 --prefix "rl$$r${round}${phase}" --out "$WORK/reqs.txt"
+    python3 bench/gen_stripe_requests.py --n 150000 --prefix "rl$$r${round}${phase}" --out "$WORK/reqs.txt"
     before=$(received)
     wrk -t1 -c"$CONNS" -d"${DUR}s" --latency -H 'X-API-Key: kg_dev_carol' "$URL/api/v1/health" >"$WORK/auth.out" 2>&1 &
     wa=$!

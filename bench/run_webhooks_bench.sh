@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Stripe webhook benchmark: signed POST /webhooks/stripe through the whole path (rate limit,
 # signature, JSON, idempotency lookup, durable fsync'd append, idempotency mark, 200) with the
-# memory store and with a real redis-server. Unique event ids (peers' gen_stripe_requests.py +
-# stripe_webhook.lua), so every 200 is a durably acknowledged new event.
+# memory store and with a real redis-server. Unique event ids (bench/gen_stripe_requests.py +
+# the peers' stripe_webhook.lua), so every 200 is a durably acknowledged new event.
 #   bench/run_webhooks_bench.sh [build-dir]     (default build/webhooks-rel; Release build)
 # Knobs: DUR=10s CONNS=50 THREADS=1 N=400000 REPS=1 PEERS=../shared/peers (beside the repo)
 #        STORES="memory redis" FASTAPI=1 (also run the FastAPI peer, same load, in each round)
@@ -22,7 +22,7 @@ bench_scratch kghost-whbench
 # front) grows slow with large N, and once never finished; a stuck run then ends the bench with
 # a message instead of hanging it.
 wrk_bounded() {
-  timeout "$((${DUR%s} + 300))" wrk "$@" || { echo "wrk did not finish (N=$N too large for its Lua init?)" >&2; return 1; }
+  timeout "$((${DUR%s} + 300))" wrk "$@" || { echo "wrk did not finish within DUR + 300 s" >&2; return 1; }
 }
 
 run_one() {  # run_one STORE REP
@@ -56,7 +56,7 @@ TOML
   kg_pid=$!; pids+=("$kg_pid")
   wait_http "http://127.0.0.1:$port/webhooks/stripe/health" || { cat "$WORK/kghost.log"; exit 1; }
   # Fresh signatures (300 s tolerance) and ids for every run.
-  python3 "$PEERS/gen_stripe_requests.py" --n "$N" --prefix "b${store}${rep}$$" --out "$WORK/reqs.txt"
+  python3 bench/gen_stripe_requests.py --n "$N" --prefix "b${store}${rep}$$" --out "$WORK/reqs.txt"
   local out perf_pid=""
   thread_ticks "$kg_pid" >"$WORK/ticks.before"
   if [[ -n ${PERF:-} ]]; then
@@ -98,7 +98,7 @@ run_fastapi() {  # run_fastapi REP: the peer (uvicorn, httptools+uvloop, 2 worke
   pid=$!; pids+=("$pid")
   wait_http "http://127.0.0.1:$port/health" || { cat "$WORK/uvicorn.log"; return 0; }
   sleep 2  # every worker imported the app
-  python3 "$PEERS/gen_stripe_requests.py" --n "$N" --prefix "f${rep}$$" --out "$WORK/reqs.txt"
+  python3 bench/gen_stripe_requests.py --n "$N" --prefix "f${rep}$$" --out "$WORK/reqs.txt"
   local out
   out=$(wrk_bounded -t"$THREADS" -c"$CONNS" -d"$DUR" --latency -s "$PEERS/stripe_webhook.lua" \
     "http://127.0.0.1:$port" -- "$WORK/reqs.txt" "$THREADS")

@@ -44,7 +44,7 @@ TOML
   kg_pid=$!; pids+=("$kg_pid")
   local url="http://127.0.0.1:$port/webhooks/stripe/health"
   wait_http "$url" || { cat "$WORK/kghost.log"; exit 1; }
-  python3 "$PEERS/gen_stripe_requests.py" --n "$N" --prefix "p${rep}$RANDOM$$" --out "$WORK/reqs.txt"
+  python3 bench/gen_stripe_requests.py --n "$N" --prefix "p${rep}$RANDOM$$" --out "$WORK/reqs.txt"
   wrk -t"$THREADS" -c"$CONNS" -d"${DUR}s" -s "$PEERS/stripe_webhook.lua" \
     "http://127.0.0.1:$port" -- "$WORK/reqs.txt" "$THREADS" >"$WORK/wrk.out" &
   # Rates from the health samples: from the first processed event to the end of the load.
