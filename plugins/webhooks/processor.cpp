@@ -68,10 +68,16 @@ StoreResult or_timeout(const std::optional<StoreResult>& r) {
 
 }  // namespace
 
+// The one store key of an event's processing, shared by the replicas: check_and_set's "1"
+// while a worker holds the claim (with the short lease), kDone once it was processed (with the
+// idempotency TTL). One key, not a done mark and a claim: the common case (a fresh event) is one
+// SET NX to claim and one SET to mark, and Redis keeps a third fewer keys.
+constexpr std::string_view kDone = "done";
+
 struct Processor::Work {
   Plugin::BatchItem* item;
   ParsedEvent event;
-  std::string done_key, claim_key;
+  std::string state_key;
 };
 
 Processor::Processor(kghost::sdk::Host host, const Config& cfg, Journal* journal, Count count,
@@ -99,39 +105,42 @@ void Processor::process(std::vector<Plugin::BatchItem>& batch) {
       fail(item, ev->id, "the event has no data.object");
       continue;
     }
-    std::string done_key = "whk:done:" + ev->id, claim_key = "whk:claim:" + ev->id;
-    work.push_back(Work{&item, std::move(*ev), std::move(done_key), std::move(claim_key)});
+    std::string state_key = "whk:state:" + ev->id;
+    work.push_back(Work{&item, std::move(*ev), std::move(state_key)});
   }
   if (work.empty()) return;
-  look_up_and_claim(work);
-  publish(work);
+  const auto claimed_at = Clock::now();
+  claim(work);
+  publish(work, claimed_at);
   mark_done(work);
 }
 
-// (a) and (c) in one round trip: the done mark's lookup and the claim go out together. A claim
-// taken for an event that turns out done only holds its short lease.
-void Processor::look_up_and_claim(std::vector<Work>& work) {
-  auto done = store_all(work.size(), cfg_.store_timeout, [&](std::size_t i, auto later) {
-    return host_.get(work[i].done_key, std::move(later));
-  });
+// (a) and (c): one SET NX per event claims it. Only where the key exists already (a redelivery,
+// or an event both replicas hold) a second round trip reads whether it is done or claimed. A
+// store error fails open: the event is processed, the local journal still guards this replica.
+void Processor::claim(std::vector<Work>& work) {
   auto claims = store_all(work.size(), cfg_.store_timeout, [&](std::size_t i, auto later) {
-    return host_.check_and_set(work[i].claim_key, cfg_.claim_lease, std::move(later));
+    return host_.check_and_set(work[i].state_key, cfg_.claim_lease, std::move(later));
   });
-  std::vector<Work> next;
+  std::vector<Work> next, taken;
   next.reserve(work.size());
   for (std::size_t i = 0; i < work.size(); ++i) {
     StoreResult claim = or_timeout(claims[i]);
-    if (or_timeout(done[i]).status == KG_OK) {
-      if (claim.status == KG_OK && claim.created) host_.del(work[i].claim_key, [](auto&) {});
-      skip(*work[i].item);
+    (claim.status == KG_OK && !claim.created ? taken : next).push_back(std::move(work[i]));
+  }
+  auto states = store_all(taken.size(), cfg_.store_timeout, [&](std::size_t i, auto later) {
+    return host_.get(taken[i].state_key, std::move(later));
+  });
+  for (std::size_t i = 0; i < taken.size(); ++i) {
+    StoreResult state = or_timeout(states[i]);
+    if (state.status == KG_OK && state.data == kDone) {
+      skip(*taken[i].item);
       continue;
     }
-    if (claim.status == KG_OK && !claim.created) {
-      fail(*work[i].item, work[i].event.id,
-           "another worker is processing this event (claim held); retrying");
-      continue;
-    }
-    next.push_back(std::move(work[i]));
+    // Claimed by another worker, or its lease ran out (or the store failed) since the SET NX:
+    // either way a later attempt decides.
+    fail(*taken[i].item, taken[i].event.id,
+         "another worker is processing this event (claim held); retrying");
   }
   work = std::move(next);
 }
@@ -139,7 +148,7 @@ void Processor::look_up_and_claim(std::vector<Work>& work) {
 // (d) Publishes every event and, where the host confirms deliveries (ABI 1.1), waits until
 // every subscriber has handled them, so an entry is acknowledged only after durable
 // subscribers (billing) made it theirs: a kill -9 after the ack cannot lose the delivery.
-void Processor::publish(std::vector<Work>& work) {
+void Processor::publish(std::vector<Work>& work, Clock::time_point claimed_at) {
   const kg_host_api* api = host_.api();
   const bool confirmed = KG_HOST_HAS(api, bus_publish_confirmed);
   Join<kg_status> join(work.size());
@@ -179,7 +188,10 @@ void Processor::publish(std::vector<Work>& work) {
       next.push_back(std::move(work[i]));
       continue;
     }
-    host_.del(work[i].claim_key, [](auto&) {});
+    // Releasing the claim lets the retry start at once; only while the lease surely still
+    // holds, since past it another replica may have claimed the event and marked it done.
+    if (Clock::now() - claimed_at < cfg_.claim_lease * 9 / 10)
+      host_.del(work[i].state_key, [](auto&) {});
     fail(*work[i].item, work[i].event.id, *why[i]);
   }
   work = std::move(next);
@@ -195,7 +207,7 @@ void Processor::mark_done(std::vector<Work>& work) {
     journal_->add_all(ids);
   }
   auto put = store_all(work.size(), cfg_.store_timeout, [&](std::size_t i, auto later) {
-    return host_.put(work[i].done_key, "1", cfg_.idempotency_ttl, std::move(later));
+    return host_.put(work[i].state_key, kDone, cfg_.idempotency_ttl, std::move(later));
   });
   for (std::size_t i = 0; i < work.size(); ++i) {
     if (or_timeout(put[i]).status != KG_OK)

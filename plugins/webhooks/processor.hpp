@@ -3,17 +3,17 @@
 // A batch of up to `process_batch` entries is worked on at once, each store and bus step
 // issued for the whole batch before waiting, so the store's round trips are pipelined (one
 // round trip per step per batch, not per event). Per event, in this order:
-//   a. done already? (local processed journal, then store `whk:done:<id>`) → ack, skip
+//   a. done already here? (the local processed journal) → ack, skip
 //   b. validate the event shape: `data.object` must be an object. A signed event without it
 //      is a sender bug we cannot process: it fails, is retried with backoff, and after
 //      max_attempts lands in the dead-letter store for an operator (never dropped silently).
-//   c. claim `whk:claim:<id>` (check_and_set with a short lease, issued together with the
-//      lookup of a): a replica sharing the Redis store that is processing the same event right
-//      now holds it → retry later, by which time its done mark is there and (a) skips it.
+//   c. claim `whk:state:<id>` (check_and_set with a short lease). The key existed: its value
+//      says whether the event is done (→ ack, skip) or claimed by a replica sharing the Redis
+//      store that is processing it right now (→ retry later, by which time it is done).
 //   d. publish on the bus as `stripe.<type>`, bus event id = Stripe event id (subscribers
 //      de-duplicate with it), and wait until every subscriber has handled it (confirmed
 //      publish, ABI 1.1; a failure or timeout retries the entry), then write the done marks
-//      (store and journal), then ack.
+//      (journal, and `whk:state:<id>` = done over the claim), then ack.
 //   A crash after (d)'s publish and before its done marks is the one window in which an event
 //   can be published twice: at most one batch (process_batch events) per crash. Everything
 //   else is exactly once. Subscribers that need strict exactly-once use the bus event id.
@@ -23,6 +23,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <functional>
 #include <kghost/plugin.hpp>
 #include <string>
@@ -47,8 +48,8 @@ class Processor {
 
  private:
   struct Work;
-  void look_up_and_claim(std::vector<Work>& work);
-  void publish(std::vector<Work>& work);
+  void claim(std::vector<Work>& work);
+  void publish(std::vector<Work>& work, std::chrono::steady_clock::time_point claimed_at);
   void mark_done(std::vector<Work>& work);
   void fail(kghost::sdk::Plugin::BatchItem& item, const std::string& event_id,
             const std::string& reason);

@@ -367,7 +367,7 @@ TEST_F(Webhooks, ReplayedDeadLetterIsProcessedOnceTheCauseIsGone) {
     auto keys = redis.cli({"--scan", "--pattern", "*whk:evt:evt_probe*"});
     ASSERT_NE(keys.find("whk:evt:evt_probe"), std::string::npos) << keys;
     auto k = keys.substr(0, keys.find('\n'));
-    claim_key = k.replace(k.find("whk:evt:evt_probe"), 17, "whk:claim:evt_held");
+    claim_key = k.replace(k.find("whk:evt:evt_probe"), 17, "whk:state:evt_held");
   }
   redis.cli({"SET", claim_key, "1", "EX", "3600"});
   auto body = event("evt_held");
