@@ -7,7 +7,7 @@
 #include <optional>
 #include <utility>
 
-#include "stripe_event.hpp"
+#include "spooled_event.hpp"
 
 namespace kghost::webhooks {
 
@@ -77,6 +77,7 @@ constexpr std::string_view kDone = "done";
 struct Processor::Work {
   Plugin::BatchItem* item;
   ParsedEvent event;
+  std::string_view body;  // the raw body as Stripe signed it, inside the item's entry
   std::string state_key;
 };
 
@@ -92,11 +93,12 @@ void Processor::process(std::vector<Plugin::BatchItem>& batch) {
   std::vector<Work> work;
   work.reserve(batch.size());
   for (auto& item : batch) {
-    auto ev = parse_event(item.entry.data);  // streaming: no document is built
-    if (!ev) {
+    auto spooled = read_spooled(item.entry.data);  // no JSON parse (spooled_event.hpp)
+    if (!spooled) {
       fail(item, "?", "the spooled entry is not a Stripe event");
       continue;
     }
+    ParsedEvent* ev = &spooled->event;
     if (journal_ && journal_->contains(ev->id)) {
       skip(item);
       continue;
@@ -106,7 +108,7 @@ void Processor::process(std::vector<Plugin::BatchItem>& batch) {
       continue;
     }
     std::string state_key = "whk:state:" + ev->id;
-    work.push_back(Work{&item, std::move(*ev), std::move(state_key)});
+    work.push_back(Work{&item, std::move(*ev), spooled->body, std::move(state_key)});
   }
   if (work.empty()) return;
   const auto claimed_at = Clock::now();
@@ -155,7 +157,7 @@ void Processor::publish(std::vector<Work>& work, Clock::time_point claimed_at) {
   std::vector<std::optional<std::string>> why(work.size());
   for (std::size_t i = 0; i < work.size(); ++i) {
     const std::string topic = "stripe." + work[i].event.type;
-    const std::string_view data = work[i].item->entry.data;
+    const std::string_view data = work[i].body;
     if (!confirmed) {
       join.set(i, host_.publish(topic, data, work[i].event.id));
       continue;

@@ -48,6 +48,7 @@
 #include "config.hpp"
 #include "journal.hpp"
 #include "processor.hpp"
+#include "spooled_event.hpp"
 #include "stripe_event.hpp"
 #include "stripe_signature.hpp"
 
@@ -152,7 +153,8 @@ class Webhooks final : public kghost::sdk::Plugin {
 
   struct Call {  // one POST /webhooks/stripe in flight
     Responder responder;
-    std::string signature, body, event_id;
+    std::string signature, body;
+    kghost::webhooks::ParsedEvent event;  // once the body parsed
     bool signature_repeated = false;
   };
   using CallPtr = std::shared_ptr<Call>;
@@ -228,8 +230,8 @@ class Webhooks final : public kghost::sdk::Plugin {
       return finish_error(c, 400, "invalid_payload",
                           "the body is not a JSON event with a string id and type");
     }
-    c->event_id = std::move(ev->id);
-    auto now_r = host().get("whk:evt:" + c->event_id,
+    c->event = std::move(*ev);
+    auto now_r = host().get("whk:evt:" + c->event.id,
                             [this, c](const StoreResult& r) { after_mark_lookup(c, r); });
     if (now_r) after_mark_lookup(c, *now_r);
   }
@@ -243,7 +245,10 @@ class Webhooks final : public kghost::sdk::Plugin {
       return finish_error(c, 503, "overloaded",
                           "the webhook processing backlog is full; retry later", true);
     }
-    kg_status st = queue_.append(c->body, [this, c](kg_status s, uint64_t) { after_append(c, s); });
+    // The queue copies the entry: one buffer per thread serves every append.
+    thread_local std::string entry;
+    kghost::webhooks::spool_entry(c->event, c->body, entry);
+    kg_status st = queue_.append(entry, [this, c](kg_status s, uint64_t) { after_append(c, s); });
     if (st == KG_PENDING) return;
     if (st == KG_ERR_FULL) {
       count("overloaded");
@@ -261,7 +266,7 @@ class Webhooks final : public kghost::sdk::Plugin {
       return finish_error(c, 503, "unavailable",
                           "the event could not be written durably; retry later", true);
     }
-    auto now = host().check_and_set("whk:evt:" + c->event_id, cfg_.idempotency_ttl,
+    auto now = host().check_and_set("whk:evt:" + c->event.id, cfg_.idempotency_ttl,
                                     [this, c](const StoreResult& r) { after_mark(c, r); });
     if (now) after_mark(c, *now);
   }
@@ -306,9 +311,9 @@ class Webhooks final : public kghost::sdk::Plugin {
     json list = json::array();
     queue_.list_dead([&](const QueueEntry& d) {
       json item = {{"id", d.id}, {"attempts", d.attempt}, {"last_error", d.last_error}};
-      if (auto ev = parse_event(d.data)) {
-        item["event_id"] = ev->id;
-        item["type"] = ev->type;
+      if (auto spooled = kghost::webhooks::read_spooled(d.data)) {
+        item["event_id"] = spooled->event.id;
+        item["type"] = spooled->event.type;
       }
       list.push_back(std::move(item));
       return list.size() < limit;
