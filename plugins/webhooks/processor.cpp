@@ -117,7 +117,7 @@ void Processor::process(std::vector<Plugin::BatchItem>& batch) {
   mark_done(work);
 }
 
-// (a) and (c): one SET NX per event claims it. Only where the key exists already (a redelivery,
+// (c) One SET NX per event claims it. Only where the key exists already (a redelivery,
 // or an event both replicas hold) a second round trip reads whether it is done or claimed. A
 // store error fails open: the event is processed, the local journal still guards this replica.
 void Processor::claim(std::vector<Work>& work) {
