@@ -13,9 +13,6 @@ using Clock = Breaker::Clock;
 // How long the queue's consumer waits for JetStream to ack a record's event before it asks for
 // a redelivery: short, it holds a host worker.
 constexpr auto kConsumerWait = std::chrono::milliseconds(50);
-// How long a batch's flush waits for the server's PONG at most: a server that answers nothing
-// holds the publisher thread no longer than this per batch (its acks time out on their own).
-constexpr int64_t kBatchFlushTimeoutMs = 100;
 
 namespace {
 
@@ -48,8 +45,7 @@ void Publisher::connect() {
   natsStatus s = natsOptions_Create(&opts_);
   if (s == NATS_OK) s = natsOptions_SetServers(opts_, urls.data(), static_cast<int>(urls.size()));
   if (s == NATS_OK) s = natsOptions_SetName(opts_, "kghost-streaming");
-  // Writes are buffered: send_batch flushes once per batch (below). cnats's own flusher would
-  // wait a millisecond before each write; SendAsap would make one send(2) per message.
+  if (s == NATS_OK) s = natsOptions_SetSendAsap(opts_, true);
   if (s == NATS_OK) s = natsOptions_SetMaxReconnect(opts_, -1);  // forever
   if (s == NATS_OK) s = natsOptions_SetReconnectWait(opts_, settings_.reconnect_wait.count());
   if (s == NATS_OK) s = natsOptions_SetReconnectJitter(opts_, 100, 1000);
@@ -576,9 +572,6 @@ void Publisher::send_batch(std::unique_lock<std::mutex>& lock, std::size_t max) 
       break;
     }
   }
-  // One write for the whole batch. FlushTimeout writes the buffer in place, then waits for the
-  // server's PONG: while it does, the next batch gathers.
-  if (sent > 0) natsConnection_FlushTimeout(nc_, kBatchFlushTimeoutMs);
   lock.lock();
   if (failed == NATS_OK) return;
   // Not handed over (reconnecting, payload too large…): these go back to the head, in order.
