@@ -387,6 +387,45 @@ TEST_F(Webhooks, ReplayedDeadLetterIsProcessedOnceTheCauseIsGone) {
   EXPECT_EQ(deliveries(observed())["evt_held"], 1);
 }
 
+TEST_F(Webhooks, AnEventAnotherReplicaMarkedDoneIsAcknowledgedWithoutPublishing) {
+  // Another replica (simulated with redis-cli) processed the event already: its processing key
+  // says done. This replica's copy is acknowledged as a duplicate and never published; an
+  // event whose key holds a claim instead waits, and is processed once the key is gone.
+  RedisServer redis;
+  Options o;
+  o.store = "redis";
+  o.redis_url = redis.url();
+  o.extra = "max_attempts = 50\n";
+  auto h = start(o);
+  std::string prefix;
+  {
+    auto body = event("evt_probe");
+    ASSERT_EQ(h->post("/webhooks/stripe", body, signed_headers(body)).status, 200);
+    auto keys = redis.cli({"--scan", "--pattern", "*whk:evt:evt_probe*"});
+    ASSERT_NE(keys.find("whk:evt:evt_probe"), std::string::npos) << keys;
+    prefix = keys.substr(0, keys.find("whk:evt:evt_probe"));
+  }
+  ASSERT_TRUE(wait_until([&] { return deliveries(observed())["evt_probe"] == 1; }));
+  EXPECT_EQ(redis.cli({"GET", prefix + "whk:state:evt_probe"}), "done\n");
+
+  redis.cli({"SET", prefix + "whk:state:evt_done", "done", "EX", "3600"});
+  redis.cli({"SET", prefix + "whk:state:evt_claimed", "1", "EX", "3600"});
+  for (const char* id : {"evt_done", "evt_claimed"}) {
+    auto body = event(id);
+    ASSERT_EQ(h->post("/webhooks/stripe", body, signed_headers(body)).status, 200);
+  }
+  ASSERT_TRUE(wait_until([&] { return health(*h)["skipped_duplicates"] == 1; }));
+  EXPECT_EQ(deliveries(observed())["evt_done"], 0);
+  EXPECT_EQ(deliveries(observed())["evt_claimed"], 0);
+  EXPECT_TRUE(wait_until([&] { return health(*h)["queue_depth"] == 1; }));  // claimed: retrying
+
+  redis.cli({"DEL", prefix + "whk:state:evt_claimed"});
+  ASSERT_TRUE(wait_until([&] { return deliveries(observed())["evt_claimed"] == 1; }));
+  EXPECT_TRUE(wait_until([&] { return health(*h)["queue_depth"] == 0; }));
+  EXPECT_EQ(deliveries(observed())["evt_done"], 0);
+  EXPECT_EQ(deliveries(observed())["evt_claimed"], 1);
+}
+
 TEST_F(Webhooks, RedisDownFallsBackToMemoryAndKeepsAccepting) {
   RedisServer redis;
   Options o;
