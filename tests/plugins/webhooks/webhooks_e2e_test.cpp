@@ -122,6 +122,17 @@ class Webhooks : public ::testing::Test {
     EXPECT_TRUE(h->wait_ready()) << h->log();
     return h;
   }
+  // How the host namespaces the plugin's keys in Redis: the evt mark of a first event
+  // (evt_probe, acknowledged here) shows it. Nothing when it cannot be found (the test fails).
+  static std::optional<std::string> redis_key_prefix(KgHost& h, const RedisServer& redis) {
+    auto body = event("evt_probe");
+    EXPECT_EQ(h.post("/webhooks/stripe", body, signed_headers(body)).status, 200);
+    auto keys = redis.cli({"--scan", "--pattern", "*whk:evt:evt_probe*"});
+    auto at = keys.find("whk:evt:evt_probe");
+    EXPECT_NE(at, std::string::npos) << keys;
+    if (at == std::string::npos) return std::nullopt;
+    return keys.substr(0, at);
+  }
   TempDir dir_;
 };
 
@@ -359,16 +370,9 @@ TEST_F(Webhooks, ReplayedDeadLetterIsProcessedOnceTheCauseIsGone) {
   o.redis_url = redis.url();
   o.extra = "max_attempts = 2\n";
   auto h = start(o);
-  std::string claim_key;
-  {
-    // Find how the host namespaces keys: the evt mark of a first event shows it.
-    auto body = event("evt_probe");
-    ASSERT_EQ(h->post("/webhooks/stripe", body, signed_headers(body)).status, 200);
-    auto keys = redis.cli({"--scan", "--pattern", "*whk:evt:evt_probe*"});
-    ASSERT_NE(keys.find("whk:evt:evt_probe"), std::string::npos) << keys;
-    auto k = keys.substr(0, keys.find('\n'));
-    claim_key = k.replace(k.find("whk:evt:evt_probe"), 17, "whk:state:evt_held");
-  }
+  const auto prefix = redis_key_prefix(*h, redis);
+  ASSERT_TRUE(prefix);
+  const std::string claim_key = *prefix + "whk:state:evt_held";
   redis.cli({"SET", claim_key, "1", "EX", "3600"});
   auto body = event("evt_held");
   ASSERT_EQ(h->post("/webhooks/stripe", body, signed_headers(body)).status, 200);
@@ -397,19 +401,13 @@ TEST_F(Webhooks, AnEventAnotherReplicaMarkedDoneIsAcknowledgedWithoutPublishing)
   o.redis_url = redis.url();
   o.extra = "max_attempts = 50\n";
   auto h = start(o);
-  std::string prefix;
-  {
-    auto body = event("evt_probe");
-    ASSERT_EQ(h->post("/webhooks/stripe", body, signed_headers(body)).status, 200);
-    auto keys = redis.cli({"--scan", "--pattern", "*whk:evt:evt_probe*"});
-    ASSERT_NE(keys.find("whk:evt:evt_probe"), std::string::npos) << keys;
-    prefix = keys.substr(0, keys.find("whk:evt:evt_probe"));
-  }
+  const auto prefix = redis_key_prefix(*h, redis);
+  ASSERT_TRUE(prefix);
   ASSERT_TRUE(wait_until([&] { return deliveries(observed())["evt_probe"] == 1; }));
-  EXPECT_EQ(redis.cli({"GET", prefix + "whk:state:evt_probe"}), "done\n");
+  EXPECT_EQ(redis.cli({"GET", *prefix + "whk:state:evt_probe"}), "done\n");
 
-  redis.cli({"SET", prefix + "whk:state:evt_done", "done", "EX", "3600"});
-  redis.cli({"SET", prefix + "whk:state:evt_claimed", "1", "EX", "3600"});
+  redis.cli({"SET", *prefix + "whk:state:evt_done", "done", "EX", "3600"});
+  redis.cli({"SET", *prefix + "whk:state:evt_claimed", "1", "EX", "3600"});
   for (const char* id : {"evt_done", "evt_claimed"}) {
     auto body = event(id);
     ASSERT_EQ(h->post("/webhooks/stripe", body, signed_headers(body)).status, 200);
@@ -419,7 +417,7 @@ TEST_F(Webhooks, AnEventAnotherReplicaMarkedDoneIsAcknowledgedWithoutPublishing)
   EXPECT_EQ(deliveries(observed())["evt_claimed"], 0);
   EXPECT_TRUE(wait_until([&] { return health(*h)["queue_depth"] == 1; }));  // claimed: retrying
 
-  redis.cli({"DEL", prefix + "whk:state:evt_claimed"});
+  redis.cli({"DEL", *prefix + "whk:state:evt_claimed"});
   ASSERT_TRUE(wait_until([&] { return deliveries(observed())["evt_claimed"] == 1; }));
   EXPECT_TRUE(wait_until([&] { return health(*h)["queue_depth"] == 0; }));
   EXPECT_EQ(deliveries(observed())["evt_done"], 0);
