@@ -98,17 +98,17 @@ void Processor::process(std::vector<Plugin::BatchItem>& batch) {
       fail(item, "?", "the spooled entry is not a Stripe event");
       continue;
     }
-    ParsedEvent* ev = &spooled->event;
-    if (journal_ && journal_->contains(ev->id)) {
+    ParsedEvent& ev = spooled->event;
+    if (journal_ && journal_->contains(ev.id)) {
       skip(item);
       continue;
     }
-    if (!ev->data_object) {
-      fail(item, ev->id, "the event has no data.object");
+    if (!ev.data_object) {
+      fail(item, ev.id, "the event has no data.object");
       continue;
     }
-    std::string state_key = "whk:state:" + ev->id;
-    work.push_back(Work{&item, std::move(*ev), spooled->body, std::move(state_key)});
+    std::string state_key = "whk:state:" + ev.id;
+    work.push_back(Work{&item, std::move(ev), spooled->body, std::move(state_key)});
   }
   if (work.empty()) return;
   const auto claimed_at = Clock::now();

@@ -53,6 +53,15 @@ struct Options {
   std::string top_extra;
 };
 
+// The webhooks plugin on the Redis store of `redis`, with `extra` lines for its config.
+Options on_redis(const RedisServer& redis, std::string extra = "") {
+  Options o;
+  o.store = "redis";
+  o.redis_url = redis.url();
+  o.extra = std::move(extra);
+  return o;
+}
+
 std::string config(const Options& o) {
   std::string c = "plugin_dir = \"${KG_PLUGIN_DIR}\"\ndata_dir = \"${KG_DATA_DIR}\"\n" +
                   o.top_extra + "[store]\nbackend = \"" + o.store + "\"\n";
@@ -258,9 +267,7 @@ TEST_F(Webhooks, RateLimitsPerSourceAddress) {
 // wall-clock ms), so the test knows where the window ends and starts its burst well before.
 TEST_F(Webhooks, PerIpLimitIsExactAcrossTwoReplicasSharingRedis) {
   RedisServer redis;
-  Options o;
-  o.store = "redis";
-  o.redis_url = redis.url();
+  Options o = on_redis(redis);
   constexpr int64_t kWindowMs = 3'600'000, kLimit = 10, kRequests = 40;
   o.extra = "rate_limit = " + std::to_string(kLimit) +
             "\nrate_window_ms = " + std::to_string(kWindowMs) + "\n";
@@ -365,10 +372,7 @@ TEST_F(Webhooks, ReplayedDeadLetterIsProcessedOnceTheCauseIsGone) {
   // A genuine transient cause: another replica holds the processing claim in the shared Redis
   // store (simulated with redis-cli). Once it is released, a replay processes the event once.
   RedisServer redis;
-  Options o;
-  o.store = "redis";
-  o.redis_url = redis.url();
-  o.extra = "max_attempts = 2\n";
+  Options o = on_redis(redis, "max_attempts = 2\n");
   auto h = start(o);
   const auto prefix = redis_key_prefix(*h, redis);
   ASSERT_TRUE(prefix);
@@ -396,10 +400,7 @@ TEST_F(Webhooks, AnEventAnotherReplicaMarkedDoneIsAcknowledgedWithoutPublishing)
   // says done. This replica's copy is acknowledged as a duplicate and never published; an
   // event whose key holds a claim instead waits, and is processed once the key is gone.
   RedisServer redis;
-  Options o;
-  o.store = "redis";
-  o.redis_url = redis.url();
-  o.extra = "max_attempts = 50\n";
+  Options o = on_redis(redis, "max_attempts = 50\n");
   auto h = start(o);
   const auto prefix = redis_key_prefix(*h, redis);
   ASSERT_TRUE(prefix);
@@ -426,9 +427,7 @@ TEST_F(Webhooks, AnEventAnotherReplicaMarkedDoneIsAcknowledgedWithoutPublishing)
 
 TEST_F(Webhooks, RedisDownFallsBackToMemoryAndKeepsAccepting) {
   RedisServer redis;
-  Options o;
-  o.store = "redis";
-  o.redis_url = redis.url();
+  Options o = on_redis(redis);
   auto h = start(o);
   auto first = event("evt_r1");
   ASSERT_EQ(h->post("/webhooks/stripe", first, signed_headers(first)).status, 200);
@@ -459,9 +458,7 @@ TEST_F(Webhooks, RedisDownFallsBackToMemoryAndKeepsAccepting) {
 
 TEST_F(Webhooks, SameEventTwentyTimesToTwoReplicasIsProcessedOnce) {
   RedisServer redis;
-  Options o;
-  o.store = "redis";
-  o.redis_url = redis.url();
+  Options o = on_redis(redis);
   auto a = start(o);
   auto b = start(o);
   const auto body = event("evt_twenty");
@@ -493,10 +490,7 @@ TEST_F(Webhooks, SameEventTwentyTimesToTwoReplicasIsProcessedOnce) {
 // published twice.
 TEST_F(Webhooks, ManyEventsAndDuplicatesToTwoReplicasSharingRedisAreEachProcessedOnce) {
   RedisServer redis;
-  Options o;
-  o.store = "redis";
-  o.redis_url = redis.url();
-  o.extra = "rate_limit = 0\n";
+  Options o = on_redis(redis, "rate_limit = 0\n");
   auto a = start(o);
   auto b = start(o);
   constexpr int kEvents = 20000, kDuplicates = 2000, kThreads = 8;
