@@ -3,6 +3,7 @@
 // delivery of stripe.> to a file (never de-duplicated), so "exactly once" is counted, not
 // assumed.
 #include <gtest/gtest.h>
+#include <prometheus/registry.h>
 
 #include <algorithm>
 #include <atomic>
@@ -15,6 +16,8 @@
 #include <thread>
 
 #include "host.hpp"
+#include "runtime/durable_queue.hpp"
+#include "runtime/worker_pool.hpp"
 #include "stripe_signature.hpp"
 #include "support.hpp"
 
@@ -423,6 +426,47 @@ TEST_F(Webhooks, AnEventAnotherReplicaMarkedDoneIsAcknowledgedWithoutPublishing)
   EXPECT_TRUE(wait_until([&] { return health(*h)["queue_depth"] == 0; }));
   EXPECT_EQ(deliveries(observed())["evt_done"], 0);
   EXPECT_EQ(deliveries(observed())["evt_claimed"], 1);
+}
+
+TEST_F(Webhooks, AQueueSpooledBeforeTheEntryHeaderDrainsAfterTheUpgrade) {
+  // Entries spooled by a version before the `kgwh1` header are the raw body alone. Written
+  // here with the host's own queue where the plugin keeps it, they are processed by the new
+  // version once each (one without data.object still goes to the dead letters) and listed by
+  // event id.
+  TempDir data;
+  const std::string data_dir = (data.path() / "kg").string();
+  {
+    kghost::WorkerPool pool(1);
+    prometheus::Registry registry;
+    kghost::Logger log;
+    kghost::QueueOptions qo;
+    qo.dir = std::filesystem::path(data_dir) / "queues" / "webhooks" / "events";
+    qo.name = "webhooks.events";
+    auto q = kghost::DurableQueue::open(qo, pool, registry, log);
+    std::atomic<int> durable{0};
+    for (const std::string& body :
+         {event("evt_legacy_1"), event("evt_legacy_2"),
+          std::string(R"({"id":"evt_legacy_bad","type":"invoice.paid","data":{}})")})
+      q->append(body, [&](kghost::AppendStatus st, uint64_t) {
+        if (st == kghost::AppendStatus::ok) durable++;
+      });
+    ASSERT_TRUE(wait_until([&] { return durable == 3; }));
+  }
+  Options o;
+  o.extra = "max_attempts = 2\n";
+  auto h = start(o, {}, data_dir);
+  ASSERT_TRUE(wait_until([&] {
+    auto d = deliveries(observed());
+    return d["evt_legacy_1"] == 1 && d["evt_legacy_2"] == 1;
+  }));
+  json list = wait_for_dead_letters(*h, 1);
+  ASSERT_TRUE(list.is_object() && list["count"] == 1) << list.dump();
+  EXPECT_EQ(list["dead_letters"][0]["event_id"], "evt_legacy_bad");
+  EXPECT_TRUE(wait_until([&] { return health(*h)["processed"] == 2; }));
+  auto d = deliveries(observed());
+  EXPECT_EQ(d["evt_legacy_1"], 1);
+  EXPECT_EQ(d["evt_legacy_2"], 1);
+  EXPECT_EQ(d["evt_legacy_bad"], 0);
 }
 
 TEST_F(Webhooks, RedisDownFallsBackToMemoryAndKeepsAccepting) {
